@@ -1,0 +1,273 @@
+// parx/detail/map_stream.hpp — the lazy map engine behind imap, imap_unordered and map over
+// non-random-access inputs. Written once against an executor's `submit`, so every executor that
+// can run a chunk gets lazy, bounded, adaptive maps.
+//
+// The consuming thread drives everything: when it asks for the next result, the engine first
+// tops up in-flight work by pulling input items (never more than max_in_flight not yet handed
+// back), batching them into chunks whose size adapts to the measured per-item time; then it waits
+// for the next chunk (in order, or in completion order). Each item's exception is kept with the
+// item, so one failing item surfaces exactly at its position and the others are unaffected.
+#pragma once
+
+#include <algorithm>
+#include <cstddef>
+#include <deque>
+#include <exception>
+#include <memory>
+#include <optional>
+#include <ranges>
+#include <unordered_map>
+#include <utility>
+#include <variant>
+#include <vector>
+
+#include "parx/executor.hpp"
+#include "parx/when.hpp"
+
+namespace parx::detail {
+
+template <class T>
+using unit_if_void = std::conditional_t<std::is_void_v<T>, std::monostate, T>;
+
+template <class R>
+struct ChunkResult {
+  std::vector<std::optional<R>> values;  // nullopt where the item threw
+  std::vector<std::pair<std::size_t, std::exception_ptr>> errors;  // (offset in chunk, error)
+  std::int64_t elapsed_ns = 0;
+};
+
+// Runs `f` over `items`, keeping each item's outcome.
+template <class R, class F, class In>
+ChunkResult<R> run_chunk(F& f, std::vector<In>& items) {
+  ChunkResult<R> out;
+  out.values.reserve(items.size());
+  const std::int64_t t0 = now_ns();
+  for (std::size_t i = 0; i < items.size(); ++i) {
+    try {
+      if constexpr (std::is_same_v<R, std::monostate> &&
+                    std::is_void_v<std::invoke_result_t<F&, In&>>) {
+        std::invoke(f, items[i]);
+        out.values.emplace_back(std::monostate{});
+      } else {
+        out.values.emplace_back(std::invoke(f, items[i]));
+      }
+    } catch (...) {
+      out.values.emplace_back(std::nullopt);
+      out.errors.emplace_back(i, std::current_exception());
+    }
+  }
+  out.elapsed_ns = now_ns() - t0;
+  return out;
+}
+
+template <class Ex, class View, class F>
+class MapStream {
+ public:
+  using In = std::ranges::range_value_t<View>;
+  using R = unit_if_void<std::invoke_result_t<F&, In&>>;
+
+  MapStream(Ex& ex, View view, std::shared_ptr<F> f, const MapOptions& opts,
+            std::size_t default_target_us)
+      : ex_(ex),
+        view_(std::move(view)),
+        f_(std::move(f)),
+        opts_(opts),
+        chunk_(opts.chunksize ? opts.chunksize : 1),
+        target_ns_(static_cast<std::int64_t>(
+                       opts.target_chunk_us ? opts.target_chunk_us : default_target_us) *
+                   1000),
+        t0_(now_ns()) {}
+
+  MapStream(const MapStream&) = delete;
+  MapStream& operator=(const MapStream&) = delete;
+
+  ~MapStream() {
+    // Tasks not yet started are cancelled; running ones finish into states nobody reads (they own
+    // their inputs and a reference to f).
+    for (auto& c : ordered_) c.fut.cancel();
+    for (auto& [seq, c] : unordered_) c.fut.cancel();
+    write_stats();
+  }
+
+  // The next result, std::nullopt at the end. Rethrows the item's exception at its position.
+  std::optional<R> next() {
+    for (;;) {
+      if (cur_ && pos_ < cur_->values.size()) {
+        const std::size_t i = pos_++;
+        --in_flight_items_;
+        ++yielded_;
+        if (err_ < cur_->errors.size() && cur_->errors[err_].first == i)
+          std::rethrow_exception(cur_->errors[err_++].second);
+        return std::move(*cur_->values[i]);
+      }
+      cur_.reset();
+      refill();
+      if (ordered_.empty() && unordered_.empty()) return std::nullopt;
+      take_next_chunk();
+    }
+  }
+
+ private:
+  struct InFlight {
+    Future<ChunkResult<R>> fut;
+    std::size_t count;
+  };
+
+  std::size_t limit() const {
+    if (opts_.max_in_flight) return std::max(opts_.max_in_flight, std::size_t{1});
+    return 4 * std::max<std::size_t>(ex_.workers(), 1) * chunk_;
+  }
+
+  void refill() {
+    if (!started_) {
+      it_.emplace(std::ranges::begin(view_));
+      started_ = true;
+    }
+    while (!exhausted_ && in_flight_items_ < limit()) {
+      const std::size_t want = std::min(chunk_, limit() - in_flight_items_);
+      std::vector<In> items;
+      items.reserve(want);
+      while (items.size() < want) {
+        if (*it_ == std::ranges::end(view_)) {
+          exhausted_ = true;
+          break;
+        }
+        items.push_back(**it_);
+        ++*it_;
+      }
+      if (items.empty()) break;
+      const std::size_t count = items.size();
+      auto fut = ex_.submit([f = f_, items = std::move(items)]() mutable {
+        return run_chunk<R>(*f, items);
+      });
+      in_flight_items_ += count;
+      ++chunks_;
+      if (opts_.ordered) {
+        ordered_.push_back({std::move(fut), count});
+      } else {
+        const std::size_t seq = next_seq_++;
+        on_complete(*state_of(fut), [o = order_, seq](StateBase&) noexcept { o->push(seq); });
+        unordered_.emplace(seq, InFlight{std::move(fut), count});
+      }
+    }
+  }
+
+  void take_next_chunk() {
+    InFlight c;
+    if (opts_.ordered) {
+      c = std::move(ordered_.front());
+      ordered_.pop_front();
+    } else {
+      order_->wait_beyond(static_cast<std::uint32_t>(taken_), -1);
+      const std::size_t seq = order_->at(taken_++);
+      auto node = unordered_.extract(seq);
+      c = std::move(node.mapped());
+    }
+    cur_.emplace(c.fut.get());  // chunk tasks never throw; cancellation cannot happen here
+    pos_ = 0;
+    err_ = 0;
+    adapt(c.count, cur_->elapsed_ns);
+  }
+
+  // joblib-style: aim each chunk at target_ns_ from the running per-item time.
+  void adapt(std::size_t count, std::int64_t elapsed_ns) {
+    if (opts_.chunksize || count == 0) return;
+    const double per_item = static_cast<double>(std::max<std::int64_t>(elapsed_ns, 1)) /
+                            static_cast<double>(count);
+    ema_ns_ = ema_ns_ < 0 ? per_item : 0.7 * ema_ns_ + 0.3 * per_item;
+    const double ideal = static_cast<double>(target_ns_) / std::max(ema_ns_, 1.0);
+    const std::size_t next = static_cast<std::size_t>(std::clamp(ideal, 1.0, 65536.0));
+    // Grow at most 2x per step (a noisy fast chunk must not blow up the batch), shrink at once.
+    chunk_ = std::min(next, std::max<std::size_t>(chunk_ * 2, 1));
+  }
+
+  void write_stats() noexcept {
+    if (!opts_.stats) return;
+    opts_.stats->items = yielded_;
+    opts_.stats->chunks = chunks_;
+    opts_.stats->chunksize = chunk_;
+    opts_.stats->seconds = static_cast<double>(now_ns() - t0_) * 1e-9;
+  }
+
+  Ex& ex_;
+  View view_;
+  std::shared_ptr<F> f_;
+  MapOptions opts_;
+  std::optional<std::ranges::iterator_t<View>> it_;
+  bool started_ = false;
+  bool exhausted_ = false;
+  std::size_t chunk_;
+  std::int64_t target_ns_;
+  double ema_ns_ = -1;
+  std::size_t in_flight_items_ = 0;
+  std::size_t chunks_ = 0;
+  std::size_t yielded_ = 0;
+  std::int64_t t0_;
+  std::deque<InFlight> ordered_;
+  std::unordered_map<std::size_t, InFlight> unordered_;
+  std::shared_ptr<CompletionOrder> order_ = std::make_shared<CompletionOrder>(0);
+  std::size_t next_seq_ = 0;
+  std::size_t taken_ = 0;
+  std::optional<ChunkResult<R>> cur_;
+  std::size_t pos_ = 0;
+  std::size_t err_ = 0;
+};
+
+}  // namespace parx::detail
+
+namespace parx {
+
+// The lazy range returned by imap/imap_unordered. Single pass; iterating pulls input and waits
+// for results. Destroying it cancels work not yet started.
+template <class Stream>
+class MapRange {
+ public:
+  using value_type = typename Stream::R;
+
+  class iterator {
+   public:
+    using value_type = MapRange::value_type;
+    using difference_type = std::ptrdiff_t;
+    iterator() = default;
+    value_type& operator*() const { return *r_->cur_; }
+    iterator& operator++() {
+      r_->advance();
+      return *this;
+    }
+    void operator++(int) { ++*this; }
+    bool at_end() const { return !r_->cur_.has_value(); }
+    friend bool operator==(const iterator& it, std::default_sentinel_t) { return it.at_end(); }
+
+   private:
+    friend class MapRange;
+    explicit iterator(MapRange* r) : r_(r) {}
+    MapRange* r_ = nullptr;
+  };
+
+  explicit MapRange(std::unique_ptr<Stream> s) : s_(std::move(s)) {}
+  MapRange(MapRange&&) noexcept = default;
+  MapRange& operator=(MapRange&&) noexcept = default;
+
+  iterator begin() {
+    if (!started_) {
+      started_ = true;
+      advance();
+    }
+    return iterator(this);
+  }
+  std::default_sentinel_t end() const noexcept { return {}; }
+
+  // Pull-style access: the next result or std::nullopt at the end.
+  std::optional<value_type> next() { return s_->next(); }
+
+ private:
+  void advance() {
+    cur_.reset();
+    cur_ = s_->next();
+  }
+  std::unique_ptr<Stream> s_;
+  std::optional<value_type> cur_;
+  bool started_ = false;
+};
+
+}  // namespace parx

@@ -1,0 +1,139 @@
+// parx/detail/task.hpp — the unit a scheduler queues, and the data-parallel loop engine shared by
+// parallel_for, parallel_reduce and map. Internal.
+#pragma once
+
+#include <algorithm>
+#include <atomic>
+#include <climits>
+#include <cstddef>
+#include <cstdint>
+#include <exception>
+#include <mutex>
+
+#include "parx/detail/sync.hpp"
+#include "parx/observe/events.hpp"
+
+namespace parx::detail {
+
+// What a data-parallel loop reports back to map() for MapStats.
+struct MapStats_ {
+  std::size_t chunks = 0;
+  std::size_t chunksize = 0;  // mean items per chunk
+};
+
+// Told by a task when it really starts and how it ends; non-null only when someone observes.
+class TaskObserver {
+ public:
+  virtual void on(observe::EventKind kind, std::uint64_t task_id) noexcept = 0;
+
+ protected:
+  ~TaskObserver() = default;
+};
+
+// A queued unit of work. Exactly one of run()/drop() is called, once; both dispose of the node.
+class TaskNode {
+ public:
+  // Runs the task (or skips it if it was cancelled meanwhile) and disposes of the node.
+  virtual void run(TaskObserver* obs) noexcept = 0;
+  // Disposes of the node without running it; its future (if any) ends Cancelled.
+  virtual void drop(TaskObserver* obs) noexcept = 0;
+  std::uint64_t task_id = 0;
+
+ protected:
+  ~TaskNode() = default;
+};
+
+// Shared state of one data-parallel loop over [0, n). The calling thread and helper tasks claim
+// chunks from one atomic cursor — guided self-scheduling (each claim takes a fraction of what is
+// left, so chunks shrink towards the end and no participant straggles), or fixed-size chunks
+// when a grain is given. The caller waits until every claimed chunk has finished, so the body
+// (on the caller's stack) is never touched after the loop returns: late helpers find the cursor
+// exhausted and leave.
+class LoopCtl final : public Waitable {
+ public:
+  using Body = void (*)(void* ctx, std::int64_t begin, std::int64_t end);
+
+  LoopCtl(std::int64_t n, std::int64_t fixed_chunk, std::int64_t min_chunk, int participants,
+          Body body, void* ctx) noexcept
+      : n_(n),
+        fixed_(fixed_chunk),
+        min_(std::max<std::int64_t>(1, min_chunk)),
+        parts_(std::max(1, participants)),
+        body_(body),
+        ctx_(ctx) {}
+
+  // Claims and runs chunks until none are left. Never throws; the first failure is kept.
+  void work() noexcept {
+    std::int64_t b = 0, e = 0;
+    while (claim(b, e)) {
+      try {
+        body_(ctx_, b, e);
+      } catch (...) {
+        fail(b, std::current_exception());
+      }
+      finish(e - b);
+    }
+  }
+
+  bool is_done() const noexcept override { return flag_.load(std::memory_order_acquire) == 2; }
+  bool arm(const std::atomic<std::uint32_t>*& word, std::uint32_t& value) noexcept override {
+    std::uint32_t f = 0;
+    if (!flag_.compare_exchange_strong(f, 1, std::memory_order_acq_rel) && f == 2) return false;
+    word = &flag_;
+    value = 1;
+    return true;
+  }
+  // The exception of the failing chunk with the lowest start, if any.
+  std::exception_ptr error() const noexcept { return error_; }
+  std::int64_t chunks() const noexcept { return chunks_.load(std::memory_order_relaxed); }
+
+  void add_ref() noexcept { refs_.fetch_add(1, std::memory_order_relaxed); }
+  void release() noexcept {
+    if (refs_.fetch_sub(1, std::memory_order_acq_rel) == 1) delete this;
+  }
+
+ private:
+  bool claim(std::int64_t& b, std::int64_t& e) noexcept {
+    std::int64_t cur = next_.load(std::memory_order_relaxed);
+    if (cur >= n_) return false;
+    const std::int64_t chunk =
+        fixed_ > 0 ? fixed_ : std::max(min_, (n_ - cur) / (4 * static_cast<std::int64_t>(parts_)));
+    b = next_.fetch_add(chunk, std::memory_order_relaxed);
+    if (b >= n_) return false;
+    e = std::min(n_, b + chunk);
+    chunks_.fetch_add(1, std::memory_order_relaxed);
+    return true;
+  }
+  void finish(std::int64_t k) noexcept {
+    if (done_.fetch_add(k, std::memory_order_acq_rel) + k == n_) {
+      if (flag_.exchange(2, std::memory_order_acq_rel) == 1) futex_wake(&flag_, INT_MAX);
+    }
+  }
+  void fail(std::int64_t at, std::exception_ptr e) noexcept {
+    {
+      std::lock_guard lk(mu_);
+      if (!error_ || at < error_at_) {
+        error_ = std::move(e);
+        error_at_ = at;
+      }
+    }
+    // Stop handing out work; what nobody claimed counts as finished.
+    const std::int64_t old = next_.exchange(n_, std::memory_order_relaxed);
+    if (old < n_) finish(n_ - old);
+  }
+
+  const std::int64_t n_, fixed_, min_;
+  const int parts_;
+  Body body_;
+  void* ctx_;
+  alignas(64) std::atomic<std::int64_t> next_{0};
+  alignas(64) std::atomic<std::int64_t> done_{0};
+  std::atomic<std::uint32_t> flag_{0};  // 0 running, 1 someone sleeps, 2 done
+  std::atomic<std::int64_t> chunks_{0};
+  std::atomic<std::uint32_t> refs_{1};
+  std::mutex mu_;
+  std::exception_ptr error_;
+  std::int64_t error_at_ = 0;
+};
+
+}  // namespace parx::detail

@@ -1,0 +1,103 @@
+// parx/observe/events.hpp — the event interface every executor emits to.
+//
+// Executors report what happens to tasks and workers as Events; recorders (progress bars,
+// timelines, metrics — see the observe module) subscribe to them. No executor knows about
+// terminals or files, and with nobody subscribed an emit site costs one relaxed atomic load and
+// a not-taken branch.
+//
+// Contract
+//   * `subscribe(listener)` starts delivery to `listener` and returns a Subscription; delivery
+//     stops when the Subscription is destroyed or reset. After that returns, the listener is
+//     called no more (a call in progress on another thread finishes first).
+//   * Listeners are called synchronously on the thread where the event happens (a worker, or
+//     the submitting thread for TaskQueued), possibly concurrently from many threads. They must be
+//     quick, thread-safe and must not throw (on_event is noexcept). Heavy work belongs on a
+//     queue drained elsewhere.
+//   * Per executor and task, the order is Queued → Started → Finished | Failed, or Queued →
+//     Cancelled. A task queued before anyone subscribed has task_id 0 in later events.
+//
+// Thread-safety: subscribe/unsubscribe and emit are safe from any thread.
+//
+// Example
+//   auto sub = parx::observe::subscribe([](const parx::observe::Event& e) {
+//     if (e.kind == parx::observe::EventKind::TaskFailed) failures.fetch_add(1);
+//   });
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <utility>
+
+namespace parx::observe {
+
+enum class EventKind : std::uint8_t {
+  TaskQueued,
+  TaskStarted,
+  TaskFinished,
+  TaskFailed,
+  TaskCancelled,
+  WorkerStarted,
+  WorkerStopped,
+};
+
+// Short lower-case name of a kind ("task_queued", ...).
+const char* to_string(EventKind k) noexcept;
+
+struct Event {
+  EventKind kind;
+  std::uint64_t executor_id = 0;      // unique per executor object in this process
+  const char* executor_kind = "";     // "thread", "process", "cluster"
+  std::uint64_t task_id = 0;          // unique per task in this process; 0 for worker events
+  std::int32_t worker = -1;           // worker index, -1 when not on a worker
+  std::int64_t time_ns = 0;           // steady clock
+  const char* name = nullptr;         // function name when known
+};
+
+class Listener {
+ public:
+  virtual ~Listener() = default;
+  virtual void on_event(const Event& e) noexcept = 0;
+};
+
+// Keeps a listener subscribed; move-only; unsubscribes on destruction.
+class Subscription {
+ public:
+  Subscription() = default;
+  explicit Subscription(std::uint64_t id) : id_(id) {}
+  Subscription(Subscription&& o) noexcept : id_(std::exchange(o.id_, 0)) {}
+  Subscription& operator=(Subscription&& o) noexcept {
+    reset();
+    id_ = std::exchange(o.id_, 0);
+    return *this;
+  }
+  ~Subscription() { reset(); }
+  void reset() noexcept;
+  explicit operator bool() const noexcept { return id_ != 0; }
+
+ private:
+  std::uint64_t id_ = 0;
+};
+
+[[nodiscard]] Subscription subscribe(std::shared_ptr<Listener> listener);
+[[nodiscard]] Subscription subscribe(std::function<void(const Event&)> fn);
+
+namespace detail {
+extern std::atomic<int> g_listeners;
+void emit_slow(const Event& e) noexcept;
+}  // namespace detail
+
+// True if anyone listens. Emit sites test this first.
+inline bool active() noexcept { return detail::g_listeners.load(std::memory_order_relaxed) != 0; }
+
+// Delivers `e` (stamping time_ns if 0) to every listener. Cheap no-op when nobody listens.
+inline void emit(Event e) noexcept {
+  if (active()) detail::emit_slow(e);
+}
+
+// Process-unique ids for executors and tasks.
+std::uint64_t next_executor_id() noexcept;
+std::uint64_t next_task_id() noexcept;
+
+}  // namespace parx::observe

@@ -1,0 +1,18 @@
+// parx/parx.hpp — everything parx offers, in one include.
+//
+//   parx::Future / Promise, when_all / when_any / as_completed / wait   (future.hpp, when.hpp)
+//   parx::ThreadPool, parx::TaskGroup                                  (thread_pool.hpp, task_group.hpp)
+//   parx::range, parx::generate, parx::MapOptions, parx::Executor      (range.hpp, executor.hpp)
+//   parx::observe::subscribe                                           (observe/events.hpp)
+//   parx::Error and its family                                         (errors.hpp)
+#pragma once
+
+#include "parx/errors.hpp"
+#include "parx/executor.hpp"
+#include "parx/future.hpp"
+#include "parx/observe/events.hpp"
+#include "parx/range.hpp"
+#include "parx/task_group.hpp"
+#include "parx/thread_pool.hpp"
+#include "parx/version.hpp"
+#include "parx/when.hpp"

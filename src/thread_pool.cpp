@@ -1,0 +1,448 @@
+// The ThreadPool scheduler: per-worker Chase–Lev deques, a shared injection queue for outside
+// submitters, random-victim stealing, bounded spinning, and an event count for sleeping without
+// lost wake-ups.
+#include "parx/thread_pool.hpp"
+
+#include <pthread.h>
+
+#include <algorithm>
+#include <climits>
+#include <condition_variable>
+#include <cstdlib>
+#include <deque>
+#include <mutex>
+#include <thread>
+
+#include "parx/detail/wsq.hpp"
+
+namespace parx::detail {
+namespace {
+
+// Producer/consumer handshake for sleeping workers (Dekker style): a worker announces itself
+// (waiters++), re-checks every queue, then sleeps on the epoch; a producer publishes work, then,
+// if anybody announced, bumps the epoch and wakes. Either the worker sees the work or the
+// producer sees the worker: no lost wake-ups.
+class EventCount {
+ public:
+  std::uint32_t prepare_wait() noexcept {
+    waiters_.fetch_add(1, std::memory_order_seq_cst);
+    full_fence();
+    return epoch_.load(std::memory_order_seq_cst);
+  }
+  void cancel_wait() noexcept { waiters_.fetch_sub(1, std::memory_order_seq_cst); }
+  void commit_wait(std::uint32_t epoch) noexcept {
+    futex_wait(&epoch_, epoch);
+    waiters_.fetch_sub(1, std::memory_order_seq_cst);
+  }
+  void notify(bool all) noexcept {
+    full_fence();
+    if (waiters_.load(std::memory_order_seq_cst) == 0) return;
+    epoch_.fetch_add(1, std::memory_order_seq_cst);
+    futex_wake(&epoch_, all ? INT_MAX : 1);
+  }
+
+ private:
+  void full_fence() noexcept {
+#if defined(__SANITIZE_THREAD__)
+    fence_word_.fetch_add(0, std::memory_order_seq_cst);  // TSan does not model fences
+#else
+    std::atomic_thread_fence(std::memory_order_seq_cst);
+#endif
+  }
+  alignas(64) std::atomic<std::uint32_t> epoch_{0};
+  alignas(64) std::atomic<std::int32_t> waiters_{0};
+#if defined(__SANITIZE_THREAD__)
+  std::atomic<std::uint32_t> fence_word_{0};
+#endif
+};
+
+std::int64_t spin_from_env() {
+  if (const char* s = std::getenv("PARX_SPIN_US")) {
+    char* end = nullptr;
+    const long v = std::strtol(s, &end, 10);
+    if (end != s && v >= 0) return static_cast<std::int64_t>(v) * 1000;
+  }
+  return 50'000;
+}
+
+}  // namespace
+
+struct Worker;
+
+class PoolCore {
+ public:
+  PoolCore(const ThreadPool::Options& o, std::uint64_t id);
+  ~PoolCore();
+
+  void start();
+  void schedule(TaskNode* t);
+  void schedule_external(TaskNode* const* ts, std::size_t n);
+  void shutdown(bool wait, bool cancel_pending);
+  bool help_one(Worker& w) noexcept;
+  int current_worker() const noexcept;
+  Worker* current() const noexcept;
+
+  std::vector<std::unique_ptr<Worker>> workers_;
+  const std::uint64_t id_;
+  std::atomic<bool> accepting_{true};
+
+ private:
+  friend struct Worker;
+  void worker_main(Worker& w);
+  TaskNode* steal_once(Worker& w) noexcept;
+  TaskNode* find_work(Worker& w) noexcept;
+  bool has_work() const noexcept;
+  void execute(Worker& w, TaskNode* t) noexcept;
+
+  ThreadPool::Options opts_;
+  std::int64_t spin_ns_;
+  EventCount ec_;
+  std::mutex inject_mu_;
+  std::deque<TaskNode*> inject_;
+  alignas(64) std::atomic<std::size_t> inject_size_{0};
+  std::atomic<bool> stop_{false};
+  std::atomic<bool> cancel_{false};
+  std::mutex join_mu_;
+  bool joined_ = false;
+  // Start-up: workers report their initializer's outcome.
+  std::mutex init_mu_;
+  std::condition_variable init_cv_;
+  std::size_t init_done_ = 0;
+  std::exception_ptr init_error_;
+
+ public:
+  std::exception_ptr wait_started();
+};
+
+struct Worker final : Helper, TaskObserver {
+  Worker(PoolCore& p, int i) : pool(p), index(i), rng(0x9E3779B97F4A7C15ull * (i + 1)) {}
+  bool help_one() override { return pool.help_one(*this); }
+  void on(observe::EventKind kind, std::uint64_t task_id) noexcept override {
+    observe::Event e{};
+    e.kind = kind;
+    e.executor_id = pool.id_;
+    e.executor_kind = "thread";
+    e.task_id = task_id;
+    e.worker = index;
+    observe::emit(e);
+  }
+  std::uint64_t next_random() noexcept {  // xorshift64
+    rng ^= rng << 13;
+    rng ^= rng >> 7;
+    rng ^= rng << 17;
+    return rng;
+  }
+
+  PoolCore& pool;
+  const int index;
+  std::uint64_t rng;
+  WorkStealingDeque<TaskNode*> deque;
+  std::thread thread;
+};
+
+namespace {
+thread_local Worker* tls_worker = nullptr;
+}
+
+PoolCore::PoolCore(const ThreadPool::Options& o, std::uint64_t id)
+    : id_(id), opts_(o), spin_ns_(o.spin.count() >= 0 ? o.spin.count() * 1000 : spin_from_env()) {
+  std::size_t n = o.workers ? o.workers : std::thread::hardware_concurrency();
+  if (n == 0) n = 1;
+  for (std::size_t i = 0; i < n; ++i)
+    workers_.push_back(std::make_unique<Worker>(*this, static_cast<int>(i)));
+}
+
+PoolCore::~PoolCore() { shutdown(true, false); }
+
+void PoolCore::start() {
+  for (auto& w : workers_) {
+    Worker* wp = w.get();
+    w->thread = std::thread([this, wp] { worker_main(*wp); });
+  }
+}
+
+std::exception_ptr PoolCore::wait_started() {
+  std::unique_lock lk(init_mu_);
+  init_cv_.wait(lk, [&] { return init_done_ == workers_.size(); });
+  return init_error_;
+}
+
+int PoolCore::current_worker() const noexcept {
+  Worker* w = tls_worker;
+  return (w && &w->pool == this) ? w->index : -1;
+}
+Worker* PoolCore::current() const noexcept {
+  Worker* w = tls_worker;
+  return (w && &w->pool == this) ? w : nullptr;
+}
+
+void PoolCore::schedule(TaskNode* t) {
+  if (Worker* w = current()) {
+    w->deque.push(t);
+    ec_.notify(false);
+    return;
+  }
+  schedule_external(&t, 1);
+}
+
+void PoolCore::schedule_external(TaskNode* const* ts, std::size_t n) {
+  {
+    std::lock_guard lk(inject_mu_);
+    if (accepting_.load(std::memory_order_relaxed)) {
+      for (std::size_t i = 0; i < n; ++i) inject_.push_back(ts[i]);
+      inject_size_.fetch_add(n, std::memory_order_release);
+      n = 0;
+    }
+  }
+  if (n == 0) {
+    ec_.notify(false);
+    return;
+  }
+  for (std::size_t i = 0; i < n; ++i) ts[i]->drop(nullptr);
+  throw ExecutorShutdown("parx::ExecutorShutdown: the ThreadPool is shut down; no new work accepted");
+}
+
+void PoolCore::execute(Worker& w, TaskNode* t) noexcept {
+  TaskObserver* obs = observe::active() ? &w : nullptr;
+  if (cancel_.load(std::memory_order_relaxed)) {
+    t->drop(obs);
+  } else {
+    t->run(obs);
+  }
+}
+
+TaskNode* PoolCore::steal_once(Worker& w) noexcept {
+  if (inject_size_.load(std::memory_order_acquire) > 0) {
+    // Take a share of the backlog at once: one lock per batch instead of per task. The extra
+    // tasks go to this worker's deque (in order), where idle workers can steal them.
+    TaskNode* batch[64];
+    std::size_t share = 0;
+    {
+      std::unique_lock lk(inject_mu_, std::try_to_lock);
+      if (lk.owns_lock() && !inject_.empty()) {
+        share = std::clamp<std::size_t>(inject_.size() / (workers_.size() + 1), 1, 64);
+        for (std::size_t i = 0; i < share; ++i) {
+          batch[i] = inject_.front();
+          inject_.pop_front();
+        }
+        inject_size_.fetch_sub(share, std::memory_order_release);
+      }
+    }
+    if (share > 0) {
+      for (std::size_t i = share - 1; i >= 1; --i) w.deque.push(batch[i]);
+      if (share > 1) ec_.notify(false);
+      return batch[0];
+    }
+  }
+  const std::size_t n = workers_.size();
+  if (n > 1) {
+    const std::size_t start = static_cast<std::size_t>(w.next_random() % n);
+    for (std::size_t k = 0; k < n; ++k) {
+      Worker& v = *workers_[(start + k) % n];
+      if (&v == &w) continue;
+      if (TaskNode* t = v.deque.steal()) return t;
+    }
+  }
+  return nullptr;
+}
+
+bool PoolCore::has_work() const noexcept {
+  if (inject_size_.load(std::memory_order_seq_cst) > 0) return true;
+  for (auto& w : workers_)
+    if (!w->deque.empty()) return true;
+  return false;
+}
+
+TaskNode* PoolCore::find_work(Worker& w) noexcept {
+  std::int64_t deadline = 0;
+  for (int round = 0;; ++round) {
+    if (TaskNode* t = steal_once(w)) return t;
+    if (stop_.load(std::memory_order_relaxed) && !has_work()) return nullptr;
+    if (round == 0) {
+      deadline = now_ns() + spin_ns_;
+    } else if (now_ns() >= deadline) {
+      return nullptr;
+    }
+    if (round < 64) {
+      for (int i = 0; i < 16; ++i) cpu_relax();
+    } else {
+      std::this_thread::yield();
+    }
+  }
+}
+
+bool PoolCore::help_one(Worker& w) noexcept {
+  TaskNode* t = w.deque.pop();
+  if (!t) t = steal_once(w);
+  if (!t) return false;
+  execute(w, t);
+  return true;
+}
+
+void PoolCore::worker_main(Worker& w) {
+  tls_worker = &w;
+  Helper* prev_helper = set_current_helper(&w);
+  {
+    std::string name = opts_.name + "-" + std::to_string(w.index);
+    if (name.size() > 15) name.resize(15);
+    pthread_setname_np(pthread_self(), name.c_str());
+  }
+  std::exception_ptr init_error;
+  if (opts_.initializer) {
+    try {
+      opts_.initializer(static_cast<std::size_t>(w.index));
+    } catch (...) {
+      init_error = std::current_exception();
+    }
+  }
+  {
+    std::lock_guard lk(init_mu_);
+    if (init_error && !init_error_) init_error_ = init_error;
+    ++init_done_;
+  }
+  init_cv_.notify_all();
+  observe::emit({observe::EventKind::WorkerStarted, id_, "thread", 0, w.index});
+
+  for (;;) {
+    TaskNode* t = w.deque.pop();
+    if (!t) t = find_work(w);
+    if (t) {
+      execute(w, t);
+      continue;
+    }
+    const std::uint32_t epoch = ec_.prepare_wait();
+    if (has_work()) {
+      ec_.cancel_wait();
+      continue;
+    }
+    if (stop_.load(std::memory_order_seq_cst)) {
+      ec_.cancel_wait();
+      break;
+    }
+    ec_.commit_wait(epoch);
+  }
+
+  observe::emit({observe::EventKind::WorkerStopped, id_, "thread", 0, w.index});
+  set_current_helper(prev_helper);
+  tls_worker = nullptr;
+}
+
+void PoolCore::shutdown(bool wait, bool cancel_pending) {
+  {
+    std::lock_guard lk(inject_mu_);
+    accepting_.store(false, std::memory_order_relaxed);
+  }
+  if (cancel_pending) cancel_.store(true, std::memory_order_seq_cst);
+  stop_.store(true, std::memory_order_seq_cst);
+  ec_.notify(true);
+  if (!wait || current()) return;  // a worker cannot join itself
+  std::lock_guard lk(join_mu_);
+  if (joined_) return;
+  for (auto& w : workers_)
+    if (w->thread.joinable()) w->thread.join();
+  joined_ = true;
+}
+
+void PoolCoreDeleter::operator()(PoolCore* p) const noexcept { delete p; }
+
+namespace {
+// Runs a share of a data-parallel loop on a worker.
+class LoopHelper final : public TaskNode {
+ public:
+  explicit LoopHelper(LoopCtl* c) : ctl_(c) { ctl_->add_ref(); }
+  void run(TaskObserver*) noexcept override {
+    ctl_->work();
+    ctl_->release();
+    delete this;
+  }
+  void drop(TaskObserver*) noexcept override {
+    ctl_->release();
+    delete this;
+  }
+
+ private:
+  LoopCtl* ctl_;
+};
+}  // namespace
+
+}  // namespace parx::detail
+
+namespace parx {
+
+ThreadPool::ThreadPool(std::size_t workers) : ThreadPool([workers] {
+  Options o;
+  o.workers = workers;
+  return o;
+}()) {}
+
+ThreadPool::ThreadPool(Options opts)
+    : core_(new detail::PoolCore(opts, observe::next_executor_id())), id_(core_->id_) {
+  core_->start();
+  if (std::exception_ptr e = core_->wait_started()) {
+    core_->shutdown(true, true);
+    std::rethrow_exception(e);
+  }
+}
+
+ThreadPool::~ThreadPool() {
+  if (core_ && core_->current())
+    std::terminate();  // destroying a pool from its own worker would join that thread
+}
+
+std::size_t ThreadPool::workers() const noexcept { return core_->workers_.size(); }
+int ThreadPool::current_worker() const noexcept { return core_->current_worker(); }
+bool ThreadPool::is_shutdown() const noexcept {
+  return !core_->accepting_.load(std::memory_order_relaxed);
+}
+
+void ThreadPool::shutdown(bool wait, bool cancel_pending) { core_->shutdown(wait, cancel_pending); }
+
+void ThreadPool::schedule(detail::TaskNode* t) {
+  if (observe::active()) {
+    t->task_id = observe::next_task_id();
+    observe::Event e{};
+    e.kind = observe::EventKind::TaskQueued;
+    e.executor_id = id_;
+    e.executor_kind = "thread";
+    e.task_id = t->task_id;
+    e.worker = core_->current_worker();
+    observe::emit(e);
+  }
+  core_->schedule(t);
+}
+
+void ThreadPool::run_loop(std::int64_t n, std::int64_t fixed_chunk, detail::LoopCtl::Body body,
+                          void* ctx, detail::MapStats_* stats) {
+  const bool on_worker = core_->current() != nullptr;
+  if (!on_worker && !core_->accepting_.load(std::memory_order_relaxed))
+    throw ExecutorShutdown("parx::ExecutorShutdown: the ThreadPool is shut down; no new work accepted");
+  std::int64_t helpers = static_cast<std::int64_t>(workers()) - (on_worker ? 1 : 0);
+  const std::int64_t max_chunks = fixed_chunk > 0 ? (n + fixed_chunk - 1) / fixed_chunk : n;
+  helpers = std::max<std::int64_t>(0, std::min(helpers, max_chunks - 1));
+  auto* ctl = new detail::LoopCtl(n, fixed_chunk, 1, static_cast<int>(helpers + 1), body, ctx);
+  if (helpers > 0) {
+    std::vector<detail::TaskNode*> hs;
+    hs.reserve(static_cast<std::size_t>(helpers));
+    for (std::int64_t i = 0; i < helpers; ++i) hs.push_back(new detail::LoopHelper(ctl));
+    if (on_worker) {
+      for (auto* h : hs) core_->schedule(h);
+    } else {
+      try {
+        core_->schedule_external(hs.data(), hs.size());
+      } catch (const ExecutorShutdown&) {
+        // Shut down meanwhile: the helpers were dropped; the caller does the whole loop.
+      }
+    }
+  }
+  ctl->work();
+  detail::wait_for_done(*ctl, -1);
+  if (stats) {
+    stats->chunks = static_cast<std::size_t>(ctl->chunks());
+    stats->chunksize = stats->chunks ? static_cast<std::size_t>(n) / stats->chunks : 0;
+  }
+  std::exception_ptr err = ctl->error();
+  ctl->release();
+  if (err) std::rethrow_exception(err);
+}
+
+}  // namespace parx

@@ -1,0 +1,47 @@
+// Shared helpers for parx tests: worker-count parameterisation and a latch-based gate.
+#pragma once
+
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <chrono>
+#include <string>
+#include <thread>
+
+namespace parx_test {
+
+// Tests parameterised by worker count run with 1, 2, 4 and 8 workers: more threads than cores
+// must work too.
+class Workers : public ::testing::TestWithParam<std::size_t> {};
+
+inline std::string worker_name(const ::testing::TestParamInfo<std::size_t>& i) {
+  return "w" + std::to_string(i.param);
+}
+
+#define PARX_WORKER_PARAMS(suite) \
+  INSTANTIATE_TEST_SUITE_P(Workers, suite, ::testing::Values(1, 2, 4, 8), parx_test::worker_name)
+
+// A one-shot gate: tasks block in wait() until open() is called.
+class Gate {
+ public:
+  void open() {
+    open_.store(true, std::memory_order_release);
+    open_.notify_all();
+  }
+  void wait() const { open_.wait(false, std::memory_order_acquire); }
+
+ private:
+  std::atomic<bool> open_{false};
+};
+
+// Spins (with sleeps) until pred() holds or ~10 s pass; returns pred().
+template <class P>
+bool eventually(P pred) {
+  for (int i = 0; i < 10000; ++i) {
+    if (pred()) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  return pred();
+}
+
+}  // namespace parx_test
