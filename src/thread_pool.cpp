@@ -86,6 +86,22 @@ class PoolCore {
   const std::uint64_t id_;
   std::atomic<bool> accepting_{true};
 
+  // Deques lent to outside threads (a TaskGroup driven from a non-worker thread): the owner
+  // pushes and pops without locks, workers steal, exactly like a worker's own deque. A slot
+  // changes owner only through acquire/release, which orders the owners' operations.
+  struct Slot {
+    WorkStealingDeque<TaskNode*> deque;
+    std::atomic<bool> in_use{false};
+  };
+  static constexpr int kSlots = 8;
+  Slot slots_[kSlots];
+  std::atomic<int> slots_in_use_{0};
+  int acquire_slot() noexcept;
+  void release_slot(int i) noexcept;
+  void push_slot(int i, TaskNode* t);
+  bool run_slot(int i) noexcept;
+  TaskNode* pop_slot(int i) noexcept;
+
  private:
   friend struct Worker;
   void worker_main(Worker& w);
@@ -234,6 +250,10 @@ TaskNode* PoolCore::steal_once(Worker& w) noexcept {
       return batch[0];
     }
   }
+  if (slots_in_use_.load(std::memory_order_acquire) > 0) {
+    for (Slot& sl : slots_)
+      if (TaskNode* t = sl.deque.steal()) return t;
+  }
   const std::size_t n = workers_.size();
   if (n > 1) {
     const std::size_t start = static_cast<std::size_t>(w.next_random() % n);
@@ -250,7 +270,46 @@ bool PoolCore::has_work() const noexcept {
   if (inject_size_.load(std::memory_order_seq_cst) > 0) return true;
   for (auto& w : workers_)
     if (!w->deque.empty()) return true;
+  if (slots_in_use_.load(std::memory_order_seq_cst) > 0)
+    for (const Slot& sl : slots_)
+      if (!sl.deque.empty()) return true;
   return false;
+}
+
+int PoolCore::acquire_slot() noexcept {
+  for (int i = 0; i < kSlots; ++i) {
+    bool expected = false;
+    if (!slots_[i].in_use.load(std::memory_order_relaxed) &&
+        slots_[i].in_use.compare_exchange_strong(expected, true, std::memory_order_acquire)) {
+      slots_in_use_.fetch_add(1, std::memory_order_release);
+      return i;
+    }
+  }
+  return -1;
+}
+
+void PoolCore::release_slot(int i) noexcept {
+  // The owner drained it (TaskGroup::wait) before releasing; stealers may still probe it.
+  slots_in_use_.fetch_sub(1, std::memory_order_release);
+  slots_[i].in_use.store(false, std::memory_order_release);
+}
+
+void PoolCore::push_slot(int i, TaskNode* t) {
+  slots_[i].deque.push(t);
+  ec_.notify(false);
+}
+
+TaskNode* PoolCore::pop_slot(int i) noexcept { return slots_[i].deque.pop(); }
+
+bool PoolCore::run_slot(int i) noexcept {
+  TaskNode* t = slots_[i].deque.pop();
+  if (!t) return false;
+  if (cancel_.load(std::memory_order_relaxed)) {
+    t->drop(nullptr);
+  } else {
+    t->run(nullptr);
+  }
+  return true;
 }
 
 TaskNode* PoolCore::find_work(Worker& w) noexcept {
@@ -397,6 +456,29 @@ bool ThreadPool::is_shutdown() const noexcept {
 
 void ThreadPool::shutdown(bool wait, bool cancel_pending) { core_->shutdown(wait, cancel_pending); }
 
+int ThreadPool::acquire_external_slot() noexcept {
+  if (core_->current() || !core_->accepting_.load(std::memory_order_relaxed)) return -1;
+  return core_->acquire_slot();
+}
+void ThreadPool::release_external_slot(int slot) noexcept { core_->release_slot(slot); }
+void ThreadPool::schedule_to_slot(int slot, detail::TaskNode* t) {
+  if (!core_->accepting_.load(std::memory_order_relaxed)) {
+    t->drop(nullptr);
+    throw ExecutorShutdown("parx::ExecutorShutdown: the ThreadPool is shut down; no new work accepted");
+  }
+  if (observe::active()) {
+    t->task_id = observe::next_task_id();
+    observe::Event e{};
+    e.kind = observe::EventKind::TaskQueued;
+    e.executor_id = id_;
+    e.executor_kind = "thread";
+    e.task_id = t->task_id;
+    observe::emit(e);
+  }
+  core_->push_slot(slot, t);
+}
+bool ThreadPool::run_external_slot(int slot) noexcept { return core_->run_slot(slot); }
+
 void ThreadPool::schedule(detail::TaskNode* t) {
   if (observe::active()) {
     t->task_id = observe::next_task_id();
@@ -412,33 +494,61 @@ void ThreadPool::schedule(detail::TaskNode* t) {
 }
 
 void ThreadPool::run_loop(std::int64_t n, std::int64_t fixed_chunk, detail::LoopCtl::Body body,
-                          void* ctx, detail::MapStats_* stats) {
+                          void* ctx, detail::MapStats_* stats, bool caller_participates) {
   const bool on_worker = core_->current() != nullptr;
   if (!on_worker && !core_->accepting_.load(std::memory_order_relaxed))
     throw ExecutorShutdown("parx::ExecutorShutdown: the ThreadPool is shut down; no new work accepted");
-  std::int64_t helpers = static_cast<std::int64_t>(workers()) - (on_worker ? 1 : 0);
+  // A worker always takes part (it is one of the pool's threads). An outside caller takes part in
+  // parallel_for/parallel_reduce (TBB/OpenMP semantics: W threads in all), but not in map, whose
+  // tasks run on pool workers only (Python semantics: per-worker initializer state holds).
+  const bool participate = on_worker || caller_participates;
   const std::int64_t max_chunks = fixed_chunk > 0 ? (n + fixed_chunk - 1) / fixed_chunk : n;
-  helpers = std::max<std::int64_t>(0, std::min(helpers, max_chunks - 1));
-  auto* ctl = new detail::LoopCtl(n, fixed_chunk, 1, static_cast<int>(helpers + 1), body, ctx);
-  if (helpers > 0) {
+  std::int64_t helpers = static_cast<std::int64_t>(workers()) - (participate ? 1 : 0);
+  helpers = std::min(helpers, max_chunks - (participate ? 1 : 0));
+  if (!participate) helpers = std::max<std::int64_t>(helpers, 1);
+  helpers = std::max<std::int64_t>(helpers, 0);
+
+  if (helpers == 0) {  // one chunk, or a one-thread pool called from its worker: run inline
+    const std::int64_t step = fixed_chunk > 0 ? fixed_chunk : n;
+    std::size_t chunks = 0;
+    for (std::int64_t b = 0; b < n; b += step, ++chunks) body(ctx, b, std::min(n, b + step));
+    if (stats) *stats = {chunks, static_cast<std::size_t>(n) / std::max<std::size_t>(chunks, 1)};
+    return;
+  }
+
+  auto* ctl = new detail::LoopCtl(0, n, fixed_chunk, 1,
+                                  static_cast<int>(helpers + (participate ? 1 : 0)), body, ctx);
+  int slot = -1;
+  {
     std::vector<detail::TaskNode*> hs;
     hs.reserve(static_cast<std::size_t>(helpers));
     for (std::int64_t i = 0; i < helpers; ++i) hs.push_back(new detail::LoopHelper(ctl));
     if (on_worker) {
-      for (auto* h : hs) core_->schedule(h);
+      for (auto* h : hs) core_->schedule(h);  // own deque, no lock
+    } else if ((slot = core_->acquire_slot()) >= 0) {
+      for (auto* h : hs) core_->push_slot(slot, h);  // a deque lent to this thread, no lock
     } else {
       try {
         core_->schedule_external(hs.data(), hs.size());
       } catch (const ExecutorShutdown&) {
+        if (!participate) {
+          ctl->release();
+          throw;
+        }
         // Shut down meanwhile: the helpers were dropped; the caller does the whole loop.
       }
     }
   }
-  ctl->work();
+  if (participate) ctl->work();
   detail::wait_for_done(*ctl, -1);
+  if (slot >= 0) {
+    // Helpers nobody stole (the caller was faster) come back here and are dropped.
+    while (detail::TaskNode* t = core_->pop_slot(slot)) t->drop(nullptr);
+    core_->release_slot(slot);
+  }
   if (stats) {
     stats->chunks = static_cast<std::size_t>(ctl->chunks());
-    stats->chunksize = stats->chunks ? static_cast<std::size_t>(n) / stats->chunks : 0;
+    stats->chunksize = static_cast<std::size_t>(n) / std::max<std::size_t>(stats->chunks, 1);
   }
   std::exception_ptr err = ctl->error();
   ctl->release();

@@ -3,6 +3,9 @@
 
 #include <parx/parx.hpp>
 
+#include <memory>
+#include <thread>
+
 #include "test_util.hpp"
 
 namespace {
@@ -79,5 +82,45 @@ TEST_P(Workers, NestedGroupsAndSiblingSpawns) {
 }
 
 PARX_WORKER_PARAMS(Workers);
+
+}  // namespace
+
+namespace {
+
+TEST(TaskGroup, WaitFromAnotherThreadThanTheOwner) {
+  parx::ThreadPool pool(2);
+  parx::TaskGroup tg(pool);
+  std::atomic<int> n{0};
+  for (int i = 0; i < 1000; ++i) tg.run([&] { n.fetch_add(1); });
+  std::thread other([&] { tg.wait(); });  // hands back the owner's reserved counts
+  other.join();
+  EXPECT_EQ(n.load(), 1000);
+}
+
+TEST(TaskGroup, RunFromManyOutsideThreads) {
+  parx::ThreadPool pool(2);
+  parx::TaskGroup tg(pool);
+  std::atomic<int> n{0};
+  std::vector<std::thread> ts;
+  for (int t = 0; t < 4; ++t)
+    ts.emplace_back([&] {
+      for (int i = 0; i < 2000; ++i) tg.run([&] { n.fetch_add(1); });
+    });
+  for (auto& t : ts) t.join();
+  tg.wait();
+  EXPECT_EQ(n.load(), 8000);
+}
+
+TEST(TaskGroup, MoreGroupsThanSlots) {
+  parx::ThreadPool pool(2);
+  std::vector<std::unique_ptr<parx::TaskGroup>> groups;
+  std::atomic<int> n{0};
+  for (int g = 0; g < 20; ++g) {  // beyond the pool's lent deques: falls back to the shared queue
+    groups.push_back(std::make_unique<parx::TaskGroup>(pool));
+    for (int i = 0; i < 100; ++i) groups.back()->run([&] { n.fetch_add(1); });
+  }
+  for (auto& g : groups) g->wait();
+  EXPECT_EQ(n.load(), 2000);
+}
 
 }  // namespace

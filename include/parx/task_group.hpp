@@ -12,7 +12,9 @@
 //   * The destructor waits and discards any exception not collected by wait().
 //
 // Thread-safety: run() may be called from several threads and from the group's own tasks (a
-// task may add sibling tasks); wait() from one thread at a time.
+// task may add sibling tasks). wait() may be called from any thread, one at a time, but not
+// concurrently with run() calls made by the thread that constructed the group (that thread
+// reserves pending counts in batches, which wait() hands back).
 //
 // Example
 //   parx::TaskGroup tg(pool);
@@ -25,6 +27,7 @@
 #include <cstdint>
 #include <exception>
 #include <mutex>
+#include <thread>
 #include <type_traits>
 #include <utility>
 
@@ -34,16 +37,36 @@ namespace parx {
 
 class TaskGroup {
  public:
-  explicit TaskGroup(ThreadPool& pool) : pool_(pool) {}
+  explicit TaskGroup(ThreadPool& pool)
+      : pool_(pool), slot_(pool.acquire_external_slot()), owner_(std::this_thread::get_id()) {}
   TaskGroup(const TaskGroup&) = delete;
   TaskGroup& operator=(const TaskGroup&) = delete;
-  ~TaskGroup() { wait_quiet(); }
+  ~TaskGroup() {
+    wait_quiet();
+    if (slot_ >= 0) pool_.release_external_slot(slot_);
+  }
 
   template <class F>
   void run(F&& f) {
-    ctl_.state.fetch_add(1, std::memory_order_relaxed);
+    const bool own = owns_slot();
+    if (own) {
+      // The owner reserves pending counts in batches, so a run() does not touch the counter's
+      // cache line that finishing workers keep writing.
+      if (credit_ == 0) {
+        ctl_.state.fetch_add(kCreditBatch, std::memory_order_relaxed);
+        credit_ = kCreditBatch;
+      }
+      --credit_;
+    } else {
+      ctl_.state.fetch_add(1, std::memory_order_relaxed);
+    }
     try {
-      pool_.schedule(new Task<std::decay_t<F>>(ctl_, std::forward<F>(f)));
+      auto* t = new Task<std::decay_t<F>>(ctl_, std::forward<F>(f));
+      if (own) {
+        pool_.schedule_to_slot(slot_, t);
+      } else {
+        pool_.schedule(t);
+      }
     } catch (...) {
       ctl_.finish();
       throw;
@@ -72,9 +95,11 @@ class TaskGroup {
     std::mutex mu;
     std::exception_ptr error;
 
-    void finish() noexcept {
-      const std::uint32_t old = state.fetch_sub(1, std::memory_order_acq_rel);
-      if ((old & ~kWaiters) == 1 && (old & kWaiters)) {
+    void finish() noexcept { give_back(1); }
+    void give_back(std::uint32_t k) noexcept {
+      if (k == 0) return;
+      const std::uint32_t old = state.fetch_sub(k, std::memory_order_acq_rel);
+      if ((old & ~kWaiters) == k && (old & kWaiters)) {
         state.fetch_and(~kWaiters, std::memory_order_relaxed);
         detail::futex_wake(&state, INT_MAX);
       }
@@ -130,10 +155,24 @@ class TaskGroup {
     F f_;
   };
 
-  void wait_quiet() { detail::wait_for_done(ctl_, -1); }
+  // A group built on an outside thread gets a deque of its own (like TBB's slot for an external
+  // thread): run() from that thread pushes without locks, workers steal, and wait() runs what is
+  // left on the calling thread. Other threads' run() calls go through the pool's shared queue.
+  bool owns_slot() const noexcept { return slot_ >= 0 && owner_ == std::this_thread::get_id(); }
+  void wait_quiet() {
+    if (owns_slot())
+      while (pool_.run_external_slot(slot_)) {
+      }
+    ctl_.give_back(std::exchange(credit_, 0));
+    detail::wait_for_done(ctl_, -1);
+  }
 
   ThreadPool& pool_;
   Ctl ctl_;
+  static constexpr std::uint32_t kCreditBatch = 64;
+  const int slot_;  // fixed at construction, so run() may race with run() safely
+  const std::thread::id owner_;
+  std::uint32_t credit_ = 0;  // owner only: reserved pending counts not yet used
 };
 
 }  // namespace parx

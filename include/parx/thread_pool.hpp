@@ -14,9 +14,12 @@
 //   * `parallel_for(first, last, f[, grain])` calls f(i) (or f(b, e) for a block-taking f) for
 //     every index; `parallel_reduce` combines chunk results in index order, so for a given input
 //     and grain the result does not depend on the number of workers or on timing.
-//   * The calling thread takes part in map/parallel_for/parallel_reduce (it runs chunks of that
-//     call only, never unrelated tasks). A Future::get()/wait() on a worker runs other tasks
-//     while it waits, so nested parallelism never deadlocks, even with one worker.
+//   * map/starmap/imap tasks run on the pool's workers only (as in Python's pools, so state set
+//     up by the per-worker initializer is always there); an outside caller waits. In
+//     parallel_for/parallel_reduce the calling thread takes part (TBB/OpenMP semantics: with W
+//     workers, W-1 helpers join the caller), running chunks of that loop only.
+//   * A Future::get()/wait() on a worker runs other tasks while it waits, so nested parallelism
+//     never deadlocks, even with one worker.
 //   * An exception in a task reaches its future intact; other tasks are unaffected. For map and
 //     parallel_for, the failing chunk with the lowest index wins, and no new chunk starts after a
 //     failure.
@@ -125,13 +128,20 @@ class ThreadPool {
 
   // Internal: queue a task node (used by TaskGroup and executors built on this pool).
   void schedule(detail::TaskNode* t);
+  // Internal, for TaskGroup: a lock-free deque lent to an outside thread (its owner), stealable
+  // by the workers. acquire returns -1 when none is free or the caller is a worker.
+  int acquire_external_slot() noexcept;
+  void release_external_slot(int slot) noexcept;
+  void schedule_to_slot(int slot, detail::TaskNode* t);
+  // Pops and runs one task from the slot on the calling (owner) thread; false when empty.
+  bool run_external_slot(int slot) noexcept;
 
  private:
   template <class R, class Fn, class Args>
   class SubmitTask;
 
   void run_loop(std::int64_t n, std::int64_t fixed_chunk, detail::LoopCtl::Body body, void* ctx,
-                detail::MapStats_* stats = nullptr);
+                detail::MapStats_* stats, bool caller_participates);
 
   std::unique_ptr<detail::PoolCore, detail::PoolCoreDeleter> core_;
   std::uint64_t id_;
@@ -196,7 +206,7 @@ void ThreadPool::parallel_for(I first, I last, F&& f, std::size_t grain) {
       for (std::int64_t i = b; i < e; ++i) x.f(static_cast<I>(x.first + i));
     }
   };
-  run_loop(n, static_cast<std::int64_t>(grain), body, &ctx);
+  run_loop(n, static_cast<std::int64_t>(grain), body, &ctx, nullptr, true);
 }
 
 template <std::integral I, class T, class Map, class Reduce>
@@ -225,7 +235,7 @@ T ThreadPool::parallel_reduce(I first, I last, T identity, Map&& map, Reduce&& r
       x.partial[static_cast<std::size_t>(k)].emplace(std::move(acc));
     }
   };
-  run_loop(nchunks, 1, body, &ctx);
+  run_loop(nchunks, 1, body, &ctx, nullptr, true);
   T acc = std::move(identity);
   for (auto& p : partial) acc = reduce(std::move(acc), std::move(*p));
   return acc;
@@ -260,7 +270,7 @@ auto ThreadPool::map(F&& f, Rg&& inputs, const MapOptions& opts) {
         for (std::int64_t i = b; i < e; ++i) std::invoke(x.f, x.in[i]);
       };
       detail::MapStats_ st;
-      if (n > 0) run_loop(n, static_cast<std::int64_t>(opts.chunksize), body, &ctx, &st);
+      if (n > 0) run_loop(n, static_cast<std::int64_t>(opts.chunksize), body, &ctx, &st, false);
       write_stats(static_cast<std::size_t>(n), st.chunks, st.chunksize);
       return;
     } else {
@@ -276,7 +286,7 @@ auto ThreadPool::map(F&& f, Rg&& inputs, const MapOptions& opts) {
           x.out[static_cast<std::size_t>(i)].emplace(std::invoke(x.f, x.in[i]));
       };
       detail::MapStats_ st;
-      if (n > 0) run_loop(n, static_cast<std::int64_t>(opts.chunksize), body, &ctx, &st);
+      if (n > 0) run_loop(n, static_cast<std::int64_t>(opts.chunksize), body, &ctx, &st, false);
       std::vector<R> out;
       out.reserve(slots.size());
       for (auto& s : slots) out.push_back(std::move(*s));

@@ -53,9 +53,11 @@ class LoopCtl final : public Waitable {
  public:
   using Body = void (*)(void* ctx, std::int64_t begin, std::int64_t end);
 
-  LoopCtl(std::int64_t n, std::int64_t fixed_chunk, std::int64_t min_chunk, int participants,
-          Body body, void* ctx) noexcept
-      : n_(n),
+  // Iterates [0, n) and calls body with indices shifted by `base`.
+  LoopCtl(std::int64_t base, std::int64_t n, std::int64_t fixed_chunk, std::int64_t min_chunk,
+          int participants, Body body, void* ctx) noexcept
+      : base_(base),
+        n_(n),
         fixed_(fixed_chunk),
         min_(std::max<std::int64_t>(1, min_chunk)),
         parts_(std::max(1, participants)),
@@ -67,9 +69,9 @@ class LoopCtl final : public Waitable {
     std::int64_t b = 0, e = 0;
     while (claim(b, e)) {
       try {
-        body_(ctx_, b, e);
+        body_(ctx_, base_ + b, base_ + e);
       } catch (...) {
-        fail(b, std::current_exception());
+        fail(base_ + b, std::current_exception());
       }
       finish(e - b);
     }
@@ -122,7 +124,7 @@ class LoopCtl final : public Waitable {
     if (old < n_) finish(n_ - old);
   }
 
-  const std::int64_t n_, fixed_, min_;
+  const std::int64_t base_, n_, fixed_, min_;
   const int parts_;
   Body body_;
   void* ctx_;

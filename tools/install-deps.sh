@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Installs what parx needs to build, test and benchmark on Debian 12, from Debian's packages.
+# Idempotent and quick when everything is present. Run as root (or with sudo available).
+set -euo pipefail
+
+packages=(
+  g++ cmake ninja-build ccache pkg-config   # toolchain
+  libgtest-dev libgmock-dev                 # tests
+  libbenchmark-dev libtbb-dev               # benchmarks (oneTBB is a peer, not a dependency)
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  SUDO=""
+  if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+  echo "parx: installing ${missing[*]}"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
