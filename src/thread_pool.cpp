@@ -550,7 +550,7 @@ void ThreadPool::run_loop(std::int64_t n, std::int64_t fixed_chunk, detail::Loop
     stats->chunks = static_cast<std::size_t>(ctl->chunks());
     stats->chunksize = static_cast<std::size_t>(n) / std::max<std::size_t>(stats->chunks, 1);
   }
-  std::exception_ptr err = ctl->error();
+  std::exception_ptr err = ctl->take_error();
   ctl->release();
   if (err) std::rethrow_exception(err);
 }

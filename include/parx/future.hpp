@@ -118,6 +118,9 @@ class StateBase : public Waitable {
     return false;
   }
   const std::exception_ptr& exception() const noexcept { return error_; }
+  // Moves the exception out (the consumer's get()): afterwards only the consuming thread holds
+  // it, whichever thread frees the state.
+  std::exception_ptr take_exception() noexcept { return std::move(error_); }
 
   // Registers `n` (ownership passes to the state); runs it now if the state is complete.
   void add_callback(CallbackNode* n) noexcept;
@@ -449,7 +452,7 @@ class Future {
       case detail::StateBase::kValue:
         return s->take();
       case detail::StateBase::kError:
-        std::rethrow_exception(s->exception());
+        std::rethrow_exception(s->take_exception());
       case detail::StateBase::kCancelled:
         throw Cancelled();
       default:

@@ -98,11 +98,12 @@ class TaskGroup {
     void finish() noexcept { give_back(1); }
     void give_back(std::uint32_t k) noexcept {
       if (k == 0) return;
+      // The decrement that reaches zero may release the waiter, which may then destroy the
+      // group: touch no member after it. (The futex wake only names the address; a wake that
+      // lands on reused memory is a harmless spurious wake-up.) The waiter bit stays set; a
+      // later round merely pays one unneeded wake.
       const std::uint32_t old = state.fetch_sub(k, std::memory_order_acq_rel);
-      if ((old & ~kWaiters) == k && (old & kWaiters)) {
-        state.fetch_and(~kWaiters, std::memory_order_relaxed);
-        detail::futex_wake(&state, INT_MAX);
-      }
+      if ((old & ~kWaiters) == k && (old & kWaiters)) detail::futex_wake(&state, INT_MAX);
     }
     bool is_done() const noexcept override {
       return (state.load(std::memory_order_acquire) & ~kWaiters) == 0;

@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <exception>
 #include <mutex>
+#include <utility>
 
 #include "parx/detail/sync.hpp"
 #include "parx/observe/events.hpp"
@@ -85,8 +86,13 @@ class LoopCtl final : public Waitable {
     value = 1;
     return true;
   }
-  // The exception of the failing chunk with the lowest start, if any.
-  std::exception_ptr error() const noexcept { return error_; }
+  // Moves out the exception of the failing chunk with the lowest start, if any. Call after the
+  // loop is done, from the waiting thread: the exception then lives on that thread only, even if
+  // a late helper is the one that frees this object.
+  std::exception_ptr take_error() noexcept {
+    std::lock_guard lk(mu_);
+    return std::exchange(error_, nullptr);
+  }
   std::int64_t chunks() const noexcept { return chunks_.load(std::memory_order_relaxed); }
 
   void add_ref() noexcept { refs_.fetch_add(1, std::memory_order_relaxed); }
