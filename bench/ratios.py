@@ -1,19 +1,26 @@
-"""Turns Google Benchmark JSON (with repetitions) into parx-vs-peer ratios of medians."""
+"""Reads one Google Benchmark JSON file per (benchmark, repetition) from a folder and prints
+parx-vs-peer ratios of the medians."""
+import glob
 import json
 import os
+import statistics
 import sys
 
-data = json.load(open(sys.argv[1]))
-med = {}
-for b in data["benchmarks"]:
-    if b.get("aggregate_name") == "median":
+times = {}
+ctx = {}
+for path in glob.glob(os.path.join(sys.argv[1], "*.json")):
+    data = json.load(open(path))
+    ctx = data["context"]
+    for b in data["benchmarks"]:
         name = b["run_name"].replace("/real_time", "")
-        med[name] = b["real_time"] * {"ns": 1e-9, "us": 1e-6, "ms": 1e-3, "s": 1.0}[b["time_unit"]]
+        unit = {"ns": 1e-9, "us": 1e-6, "ms": 1e-3, "s": 1.0}[b["time_unit"]]
+        times.setdefault(name, []).append(b["real_time"] * unit)
+med = {k: statistics.median(v) for k, v in times.items()}
+reps = min(len(v) for v in times.values())
 
-ctx = data["context"]
 cores = ctx.get("num_cpus", os.cpu_count())
-print(f"machine: {cores} cores, {ctx.get('mhz_per_cpu', '?')} MHz, load {ctx.get('load_avg', '?')}; "
-      f"no thread pinning; medians of {ctx.get('repetitions', '?')} interleaved repetitions\n")
+print(f"machine: {cores} cores, {ctx.get('mhz_per_cpu', '?')} MHz; no thread pinning; each benchmark "
+      f"in its own process; medians of {reps} repetitions alternating across benchmarks\n")
 
 
 def t(name):

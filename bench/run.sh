@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Builds the benchmarks (release, with oneTBB and OpenMP peers), runs them with interleaved
-# repetitions, and prints medians and parx-vs-peer ratios as a Markdown table.
+# Builds the benchmarks (release, with oneTBB and OpenMP peers) and measures every benchmark in a
+# process of its own, repetitions alternating across benchmarks (idle threads of one runtime —
+# OpenMP and TBB workers spin after a region — would otherwise slow the next benchmark in the same
+# process). Prints medians and parx-vs-peer ratios as Markdown.
 #   bash bench/run.sh [repetitions]      (default 7)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -8,8 +10,15 @@ reps="${1:-7}"
 bash tools/install-deps.sh
 cmake --preset bench >/dev/null
 cmake --build --preset bench >/dev/null
-out="build/bench/bench_thread_pool.json"
-./build/bench/bench/bench_thread_pool --benchmark_repetitions="$reps" \
-  --benchmark_enable_random_interleaving=true --benchmark_min_time=0.2 \
-  --benchmark_report_aggregates_only=true --benchmark_format=json >"$out"
-/usr/bin/python3 bench/ratios.py "$out"
+bin=./build/bench/bench/bench_thread_pool
+dir=build/bench/results
+rm -rf "$dir" && mkdir -p "$dir"
+mapfile -t names < <("$bin" --benchmark_list_tests | sed 's|/real_time$||')
+for ((r = 1; r <= reps; r++)); do
+  for n in "${names[@]}"; do
+    safe=$(echo "$n" | tr '/:' '__')
+    "$bin" --benchmark_filter="^${n}(/real_time)?\$" --benchmark_min_time=0.2 \
+      --benchmark_format=json >"$dir/${safe}.${r}.json" 2>/dev/null
+  done
+done
+/usr/bin/python3 bench/ratios.py "$dir"

@@ -95,7 +95,7 @@ class PoolCore {
   };
   static constexpr int kSlots = 8;
   Slot slots_[kSlots];
-  std::atomic<int> slots_in_use_{0};
+  std::atomic<std::uint32_t> slot_mask_{0};  // bit i set while slot i is lent
   int acquire_slot() noexcept;
   void release_slot(int i) noexcept;
   void push_slot(int i, TaskNode* t);
@@ -250,10 +250,8 @@ TaskNode* PoolCore::steal_once(Worker& w) noexcept {
       return batch[0];
     }
   }
-  if (slots_in_use_.load(std::memory_order_acquire) > 0) {
-    for (Slot& sl : slots_)
-      if (TaskNode* t = sl.deque.steal()) return t;
-  }
+  for (std::uint32_t m = slot_mask_.load(std::memory_order_acquire); m != 0; m &= m - 1)
+    if (TaskNode* t = slots_[__builtin_ctz(m)].deque.steal()) return t;
   const std::size_t n = workers_.size();
   if (n > 1) {
     const std::size_t start = static_cast<std::size_t>(w.next_random() % n);
@@ -270,9 +268,9 @@ bool PoolCore::has_work() const noexcept {
   if (inject_size_.load(std::memory_order_seq_cst) > 0) return true;
   for (auto& w : workers_)
     if (!w->deque.empty()) return true;
-  if (slots_in_use_.load(std::memory_order_seq_cst) > 0)
-    for (const Slot& sl : slots_)
-      if (!sl.deque.empty()) return true;
+  // Released slots are checked too: a task pushed just before the release must not be missed.
+  for (const Slot& sl : slots_)
+    if (!sl.deque.empty()) return true;
   return false;
 }
 
@@ -281,7 +279,7 @@ int PoolCore::acquire_slot() noexcept {
     bool expected = false;
     if (!slots_[i].in_use.load(std::memory_order_relaxed) &&
         slots_[i].in_use.compare_exchange_strong(expected, true, std::memory_order_acquire)) {
-      slots_in_use_.fetch_add(1, std::memory_order_release);
+      slot_mask_.fetch_or(1u << i, std::memory_order_release);
       return i;
     }
   }
@@ -290,7 +288,7 @@ int PoolCore::acquire_slot() noexcept {
 
 void PoolCore::release_slot(int i) noexcept {
   // The owner drained it (TaskGroup::wait) before releasing; stealers may still probe it.
-  slots_in_use_.fetch_sub(1, std::memory_order_release);
+  slot_mask_.fetch_and(~(1u << i), std::memory_order_release);
   slots_[i].in_use.store(false, std::memory_order_release);
 }
 
@@ -322,7 +320,9 @@ TaskNode* PoolCore::find_work(Worker& w) noexcept {
     } else if (now_ns() >= deadline) {
       return nullptr;
     }
-    if (round < 64) {
+    // A few rounds of pause, then yield: on an oversubscribed core a pausing spinner would
+    // starve the very thread that is producing its work.
+    if (round < 8) {
       for (int i = 0; i < 16; ++i) cpu_relax();
     } else {
       std::this_thread::yield();
@@ -519,27 +519,32 @@ void ThreadPool::run_loop(std::int64_t n, std::int64_t fixed_chunk, detail::Loop
   auto* ctl = new detail::LoopCtl(0, n, fixed_chunk, 1,
                                   static_cast<int>(helpers + (participate ? 1 : 0)), body, ctx);
   int slot = -1;
+  bool must_work = false;
   {
-    std::vector<detail::TaskNode*> hs;
-    hs.reserve(static_cast<std::size_t>(helpers));
-    for (std::int64_t i = 0; i < helpers; ++i) hs.push_back(new detail::LoopHelper(ctl));
-    if (on_worker) {
-      for (auto* h : hs) core_->schedule(h);  // own deque, no lock
-    } else if ((slot = core_->acquire_slot()) >= 0) {
-      for (auto* h : hs) core_->push_slot(slot, h);  // a deque lent to this thread, no lock
-    } else {
-      try {
-        core_->schedule_external(hs.data(), hs.size());
-      } catch (const ExecutorShutdown&) {
-        if (!participate) {
-          ctl->release();
-          throw;
+    // Helpers are queued in batches from a stack array (no allocation besides the nodes).
+    constexpr std::int64_t kBatch = 16;
+    detail::TaskNode* hs[kBatch];
+    for (std::int64_t done = 0; done < helpers;) {
+      const std::int64_t k = std::min(kBatch, helpers - done);
+      for (std::int64_t i = 0; i < k; ++i) hs[i] = new detail::LoopHelper(ctl);
+      done += k;
+      if (on_worker) {
+        for (std::int64_t i = 0; i < k; ++i) core_->schedule(hs[i]);  // own deque, no lock
+      } else if (slot >= 0 || (slot = core_->acquire_slot()) >= 0) {
+        for (std::int64_t i = 0; i < k; ++i) core_->push_slot(slot, hs[i]);  // lent deque
+      } else {
+        try {
+          core_->schedule_external(hs, static_cast<std::size_t>(k));
+        } catch (const ExecutorShutdown&) {
+          // Shut down meanwhile: these helpers were dropped, earlier ones may be queued. The
+          // caller finishes the loop itself (never return while a helper may still run it).
+          must_work = true;
+          break;
         }
-        // Shut down meanwhile: the helpers were dropped; the caller does the whole loop.
       }
     }
   }
-  if (participate) ctl->work();
+  if (participate || must_work) ctl->work();
   detail::wait_for_done(*ctl, -1);
   if (slot >= 0) {
     // Helpers nobody stole (the caller was faster) come back here and are dropped.

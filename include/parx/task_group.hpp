@@ -26,7 +26,10 @@
 #include <climits>
 #include <cstdint>
 #include <exception>
+#include <cstddef>
 #include <mutex>
+#include <new>
+#include <vector>
 #include <thread>
 #include <type_traits>
 #include <utility>
@@ -44,6 +47,7 @@ class TaskGroup {
   ~TaskGroup() {
     wait_quiet();
     if (slot_ >= 0) pool_.release_external_slot(slot_);
+    for (void* b : blocks_) ::operator delete(b);
   }
 
   template <class F>
@@ -61,7 +65,19 @@ class TaskGroup {
       ctl_.state.fetch_add(1, std::memory_order_relaxed);
     }
     try {
-      auto* t = new Task<std::decay_t<F>>(ctl_, std::forward<F>(f));
+      using T = Task<std::decay_t<F>>;
+      T* t;
+      if (own && sizeof(T) <= kBlock && alignof(T) <= alignof(std::max_align_t)) {
+        void* mem = take_block();
+        try {
+          t = ::new (mem) T(ctl_, std::forward<F>(f), /*pooled=*/true);
+        } catch (...) {
+          ctl_.recycle(mem);
+          throw;
+        }
+      } else {
+        t = new T(ctl_, std::forward<F>(f), /*pooled=*/false);
+      }
       if (own) {
         pool_.schedule_to_slot(slot_, t);
       } else {
@@ -88,8 +104,27 @@ class TaskGroup {
   bool is_cancelled() const noexcept { return ctl_.cancelled.load(std::memory_order_relaxed); }
 
  private:
+  // Task nodes of up to kBlock bytes are recycled instead of going through malloc: the owner
+  // allocates them and workers finish them, so with malloc every allocation would miss the
+  // owner's thread cache (it was 40% of the time of an empty task). Finished blocks go onto a
+  // lock-free stack; the owner takes the whole stack back in one exchange when its own list runs
+  // dry. All blocks are freed with the group.
+  static constexpr std::size_t kBlock = 64;
+  struct Block {
+    Block* next;
+  };
+
   struct Ctl final : detail::Waitable {
     static constexpr std::uint32_t kWaiters = 1u << 31;
+    std::atomic<Block*> returned{nullptr};
+    void recycle(void* mem) noexcept {
+      auto* b = static_cast<Block*>(mem);
+      Block* head = returned.load(std::memory_order_relaxed);
+      do {
+        b->next = head;
+      } while (!returned.compare_exchange_weak(head, b, std::memory_order_release,
+                                               std::memory_order_relaxed));
+    }
     std::atomic<std::uint32_t> state{0};  // pending count | kWaiters
     std::atomic<bool> cancelled{false};
     std::mutex mu;
@@ -123,7 +158,7 @@ class TaskGroup {
   template <class F>
   class Task final : public detail::TaskNode {
    public:
-    Task(Ctl& c, F f) : ctl_(c), f_(std::move(f)) {}
+    Task(Ctl& c, F f, bool pooled) : ctl_(c), f_(std::move(f)), pooled_(pooled) {}
     void run(detail::TaskObserver* obs) noexcept override {
       if (!ctl_.cancelled.load(std::memory_order_relaxed)) {
         if (obs) obs->on(observe::EventKind::TaskStarted, task_id);
@@ -140,21 +175,41 @@ class TaskGroup {
       } else if (obs) {
         obs->on(observe::EventKind::TaskCancelled, task_id);
       }
-      Ctl& c = ctl_;
-      delete this;
-      c.finish();
+      dispose();
     }
     void drop(detail::TaskObserver* obs) noexcept override {
       if (obs) obs->on(observe::EventKind::TaskCancelled, task_id);
-      Ctl& c = ctl_;
-      delete this;
-      c.finish();
+      dispose();
     }
 
    private:
+    // Frees the node, then counts it finished; nothing of the group is touched after that.
+    void dispose() noexcept {
+      Ctl& c = ctl_;
+      if (pooled_) {
+        this->~Task();
+        c.recycle(this);
+      } else {
+        delete this;
+      }
+      c.finish();
+    }
     Ctl& ctl_;
     F f_;
+    bool pooled_;
   };
+
+  void* take_block() {
+    if (!free_) free_ = ctl_.returned.exchange(nullptr, std::memory_order_acquire);
+    if (free_) {
+      Block* b = free_;
+      free_ = b->next;
+      return b;
+    }
+    void* mem = ::operator new(kBlock);
+    blocks_.push_back(mem);
+    return mem;
+  }
 
   // A group built on an outside thread gets a deque of its own (like TBB's slot for an external
   // thread): run() from that thread pushes without locks, workers steal, and wait() runs what is
@@ -174,6 +229,8 @@ class TaskGroup {
   const int slot_;  // fixed at construction, so run() may race with run() safely
   const std::thread::id owner_;
   std::uint32_t credit_ = 0;  // owner only: reserved pending counts not yet used
+  Block* free_ = nullptr;        // owner only: recycled blocks ready for reuse
+  std::vector<void*> blocks_;    // owner only: every block ever allocated, freed with the group
 };
 
 }  // namespace parx

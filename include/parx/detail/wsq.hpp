@@ -36,9 +36,13 @@ class WorkStealingDeque {
   // Owner only.
   void push(T x) {
     const std::int64_t b = bottom_.load(std::memory_order_relaxed);
-    const std::int64_t t = top_.load(std::memory_order_acquire);
     Array* a = array_.load(std::memory_order_relaxed);
-    if (b - t > a->cap - 1) a = grow(a, b, t);
+    // top only grows, so a stale copy can only overstate the size: re-read the thieves' cache
+    // line only when the deque looks full.
+    if (b - top_cache_ > a->cap - 1) {
+      top_cache_ = top_.load(std::memory_order_acquire);
+      if (b - top_cache_ > a->cap - 1) a = grow(a, b, top_cache_);
+    }
     a->put(b, x);
     bottom_.store(b + 1, std::memory_order_release);
   }
@@ -99,6 +103,7 @@ class WorkStealingDeque {
   alignas(64) std::atomic<std::int64_t> bottom_{0};
   alignas(64) std::atomic<Array*> array_{nullptr};
   std::vector<std::unique_ptr<Array>> arrays_;  // owner only
+  std::int64_t top_cache_ = 0;                   // owner only: a lower bound of top_
 };
 
 }  // namespace parx::detail
