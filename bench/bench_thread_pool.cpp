@@ -41,7 +41,8 @@ constexpr int kTasks = 10'000;
 void EmptyTasks_parx_TaskGroup(benchmark::State& st) {
   parx::TaskGroup tg(pool(static_cast<int>(st.range(0))));
   for (auto _ : st) {
-    for (int i = 0; i < kTasks; ++i) tg.run([] {});
+    for (int i = 0; i < kTasks; ++i)
+      tg.run([] {});
     tg.wait();
   }
   st.SetItemsProcessed(st.iterations() * kTasks);
@@ -52,8 +53,10 @@ void EmptyTasks_parx_submit(benchmark::State& st) {
   fs.reserve(kTasks);
   for (auto _ : st) {
     fs.clear();
-    for (int i = 0; i < kTasks; ++i) fs.push_back(pool().submit([] {}));
-    for (auto& f : fs) f.get();
+    for (int i = 0; i < kTasks; ++i)
+      fs.push_back(pool().submit([] {}));
+    for (auto& f : fs)
+      f.get();
   }
   st.SetItemsProcessed(st.iterations() * kTasks);
 }
@@ -61,7 +64,8 @@ void EmptyTasks_parx_submit(benchmark::State& st) {
 void EmptyTasks_tbb(benchmark::State& st) {
   tbb::task_group tg;
   for (auto _ : st) {
-    for (int i = 0; i < kTasks; ++i) tg.run([] {});
+    for (int i = 0; i < kTasks; ++i)
+      tg.run([] {});
     tg.wait();
   }
   st.SetItemsProcessed(st.iterations() * kTasks);
@@ -81,39 +85,49 @@ void EmptyTasks_omp(benchmark::State& st) {
 
 // ---- fork-join latency --------------------------------------------------------------------------
 void ForkJoin_parx(benchmark::State& st) {
-  for (auto _ : st) pool().parallel_for(0, kCores, [](int) { benchmark::ClobberMemory(); }, 1);
+  for (auto _ : st)
+    pool().parallel_for(
+        0, kCores, [](int) { benchmark::ClobberMemory(); }, 1);
 }
 void ForkJoin_tbb(benchmark::State& st) {
   for (auto _ : st)
-    tbb::parallel_for(0, kCores, [](int) { benchmark::ClobberMemory(); }, tbb::simple_partitioner());
+    tbb::parallel_for(
+        0, kCores, [](int) { benchmark::ClobberMemory(); }, tbb::simple_partitioner());
 }
 void ForkJoin_omp(benchmark::State& st) {
   for (auto _ : st) {
 #pragma omp parallel for schedule(static, 1)
-    for (int i = 0; i < kCores; ++i) benchmark::ClobberMemory();
+    for (int i = 0; i < kCores; ++i)
+      benchmark::ClobberMemory();
   }
 }
 
 // A fork-join that really forks: every worker gets ~20 µs of work.
 void spin_for_20us() {
   const auto end = std::chrono::steady_clock::now() + std::chrono::microseconds(20);
-  while (std::chrono::steady_clock::now() < end) benchmark::ClobberMemory();
+  while (std::chrono::steady_clock::now() < end)
+    benchmark::ClobberMemory();
 }
 void ForkJoinWork_parx(benchmark::State& st) {
-  for (auto _ : st) pool().parallel_for(0, kCores, [](int) { spin_for_20us(); }, 1);
+  for (auto _ : st)
+    pool().parallel_for(
+        0, kCores, [](int) { spin_for_20us(); }, 1);
 }
 void ForkJoinWork_tbb(benchmark::State& st) {
   for (auto _ : st)
-    tbb::parallel_for(0, kCores, [](int) { spin_for_20us(); }, tbb::simple_partitioner());
+    tbb::parallel_for(
+        0, kCores, [](int) { spin_for_20us(); }, tbb::simple_partitioner());
 }
 void ForkJoinWork_omp(benchmark::State& st) {
   for (auto _ : st) {
 #pragma omp parallel for schedule(static, 1)
-    for (int i = 0; i < kCores; ++i) spin_for_20us();
+    for (int i = 0; i < kCores; ++i)
+      spin_for_20us();
   }
 }
 
-// ---- parallel_for over 10^6 trivial iterations -----------------------------------------------------
+// ---- parallel_for over 10^6 trivial iterations
+// -----------------------------------------------------
 constexpr long kN = 1'000'000;
 std::vector<float>& xs() {
   static std::vector<float> v(kN, 1.0f);
@@ -129,7 +143,8 @@ void ParallelFor_parx(benchmark::State& st) {
   float* y = ys().data();
   for (auto _ : st) {
     pool().parallel_for(0L, kN, [=](long b, long e) {
-      for (long i = b; i < e; ++i) y[i] = 0.5f * x[i] + y[i];
+      for (long i = b; i < e; ++i)
+        y[i] = 0.5f * x[i] + y[i];
     });
     benchmark::ClobberMemory();
   }
@@ -149,7 +164,8 @@ void ParallelFor_tbb(benchmark::State& st) {
   float* y = ys().data();
   for (auto _ : st) {
     tbb::parallel_for(tbb::blocked_range<long>(0, kN), [=](const tbb::blocked_range<long>& r) {
-      for (long i = r.begin(); i < r.end(); ++i) y[i] = 0.5f * x[i] + y[i];
+      for (long i = r.begin(); i < r.end(); ++i)
+        y[i] = 0.5f * x[i] + y[i];
     });
     benchmark::ClobberMemory();
   }
@@ -160,7 +176,8 @@ void ParallelFor_omp(benchmark::State& st) {
   float* y = ys().data();
   for (auto _ : st) {
 #pragma omp parallel for schedule(static)
-    for (long i = 0; i < kN; ++i) y[i] = 0.5f * x[i] + y[i];
+    for (long i = 0; i < kN; ++i)
+      y[i] = 0.5f * x[i] + y[i];
     benchmark::ClobberMemory();
   }
   st.SetItemsProcessed(st.iterations() * kN);
@@ -176,12 +193,15 @@ double lyapunov(double r) {
   }
   return sum;
 }
-double param(int i) { return 2.8 + 1.2 * i / kSweep; }
+double param(int i) {
+  return 2.8 + 1.2 * i / kSweep;
+}
 
 void Compute_serial(benchmark::State& st) {
   std::vector<double> out(kSweep);
   for (auto _ : st) {
-    for (int i = 0; i < kSweep; ++i) out[i] = lyapunov(param(i));
+    for (int i = 0; i < kSweep; ++i)
+      out[i] = lyapunov(param(i));
     benchmark::DoNotOptimize(out.data());
   }
 }
@@ -202,14 +222,19 @@ void Compute_omp(benchmark::State& st) {
   std::vector<double> out(kSweep);
   for (auto _ : st) {
 #pragma omp parallel for schedule(dynamic)
-    for (int i = 0; i < kSweep; ++i) out[i] = lyapunov(param(i));
+    for (int i = 0; i < kSweep; ++i)
+      out[i] = lyapunov(param(i));
     benchmark::DoNotOptimize(out.data());
   }
 }
 
 }  // namespace
 
-BENCHMARK(EmptyTasks_parx_TaskGroup)->ArgName("workers")->Arg(kCores)->Arg(std::max(1, kCores - 1))->UseRealTime();
+BENCHMARK(EmptyTasks_parx_TaskGroup)
+    ->ArgName("workers")
+    ->Arg(kCores)
+    ->Arg(std::max(1, kCores - 1))
+    ->UseRealTime();
 BENCHMARK(EmptyTasks_parx_submit)->UseRealTime();
 BENCHMARK(EmptyTasks_tbb)->UseRealTime();
 BENCHMARK(EmptyTasks_omp)->UseRealTime();

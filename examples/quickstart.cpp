@@ -22,7 +22,8 @@ long g_steps = 400'000;
 // Lyapunov exponent of the logistic map at growth rate r.
 double lyapunov(double r) {
   double x = 0.5, sum = 0.0;
-  for (int i = 0; i < 1000; ++i) x = r * x * (1 - x);  // discard the transient
+  for (int i = 0; i < 1000; ++i)
+    x = r * x * (1 - x);  // discard the transient
   for (long i = 0; i < g_steps; ++i) {
     x = r * x * (1 - x);
     sum += std::log(std::fabs(r * (1 - 2 * x)));
@@ -43,12 +44,14 @@ int main(int argc, char** argv) {
     g_steps = 20'000;
   }
   std::vector<double> rs;
-  for (int i = 0; i < tasks; ++i) rs.push_back(2.8 + 1.2 * i / tasks);
+  for (int i = 0; i < tasks; ++i)
+    rs.push_back(2.8 + 1.2 * i / tasks);
 
   // Serial baseline.
   auto t0 = std::chrono::steady_clock::now();
   std::vector<double> serial;
-  for (double r : rs) serial.push_back(lyapunov(r));
+  for (double r : rs)
+    serial.push_back(lyapunov(r));
   const double t_serial = seconds_since(t0);
 
   // Every core, threads.
@@ -67,14 +70,16 @@ int main(int argc, char** argv) {
     chaotic += par[i] > 0;
   }
 
-  std::printf("parx quickstart: Lyapunov exponent of the logistic map, %d values of r, %ld steps each\n\n",
-              tasks, g_steps);
+  std::printf(
+      "parx quickstart: Lyapunov exponent of the logistic map, %d values of r, %ld steps each\n\n",
+      tasks, g_steps);
   std::printf("%-12s %8s %8s %10s %9s\n", "backend", "workers", "tasks", "seconds", "speedup");
   std::printf("%-12s %8d %8d %10.3f %8.2fx\n", "serial", 1, tasks, t_serial, 1.0);
   std::printf("%-12s %8zu %8d %10.3f %8.2fx\n", "ThreadPool", pool.workers(), tasks, t_pool,
               t_serial / t_pool);
-  std::printf("\n%d of %d parameter values are chaotic (exponent > 0); results identical across "
-              "backends; map used %zu chunks.\n",
-              chaotic, tasks, stats.chunks);
+  std::printf(
+      "\n%d of %d parameter values are chaotic (exponent > 0); results identical across "
+      "backends; map used %zu chunks.\n",
+      chaotic, tasks, stats.chunks);
   return 0;
 }

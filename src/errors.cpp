@@ -12,7 +12,8 @@ namespace parx {
 namespace {
 
 std::string summarise(const TaskErrorInfo& i) {
-  std::string s = "parx::TaskError: " + (i.type_name.empty() ? std::string("exception") : i.type_name);
+  std::string s =
+      "parx::TaskError: " + (i.type_name.empty() ? std::string("exception") : i.type_name);
   if (!i.message.empty()) s += ": " + i.message;
   std::string where;
   if (!i.function.empty()) where += " in " + i.function;

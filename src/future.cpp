@@ -49,8 +49,12 @@ constexpr std::int64_t kMinNapNs = 20'000;
 constexpr std::int64_t kMaxNapNs = 1'000'000;
 }  // namespace
 
-Helper* current_helper() noexcept { return tls_helper; }
-Helper* set_current_helper(Helper* h) noexcept { return std::exchange(tls_helper, h); }
+Helper* current_helper() noexcept {
+  return tls_helper;
+}
+Helper* set_current_helper(Helper* h) noexcept {
+  return std::exchange(tls_helper, h);
+}
 
 bool wait_for_done(Waitable& w, std::int64_t deadline_ns) {
   Helper* const helper = tls_helper;
@@ -159,7 +163,11 @@ void StateBase::run_callbacks() noexcept {
   release();
 }
 
-void throw_timeout(const char* what) { throw TimeoutError(what); }
-void throw_invalid(const char* what) { throw InvalidState(what); }
+void throw_timeout(const char* what) {
+  throw TimeoutError(what);
+}
+void throw_invalid(const char* what) {
+  throw InvalidState(what);
+}
 
 }  // namespace parx::detail

@@ -51,13 +51,20 @@ std::atomic<std::uint64_t> g_next_task{1};
 
 const char* to_string(EventKind k) noexcept {
   switch (k) {
-    case EventKind::TaskQueued: return "task_queued";
-    case EventKind::TaskStarted: return "task_started";
-    case EventKind::TaskFinished: return "task_finished";
-    case EventKind::TaskFailed: return "task_failed";
-    case EventKind::TaskCancelled: return "task_cancelled";
-    case EventKind::WorkerStarted: return "worker_started";
-    case EventKind::WorkerStopped: return "worker_stopped";
+    case EventKind::TaskQueued:
+      return "task_queued";
+    case EventKind::TaskStarted:
+      return "task_started";
+    case EventKind::TaskFinished:
+      return "task_finished";
+    case EventKind::TaskFailed:
+      return "task_failed";
+    case EventKind::TaskCancelled:
+      return "task_cancelled";
+    case EventKind::WorkerStarted:
+      return "worker_started";
+    case EventKind::WorkerStopped:
+      return "worker_stopped";
   }
   return "unknown";
 }
@@ -90,7 +97,8 @@ void Subscription::reset() noexcept {
   }
   id_ = 0;
   // Wait out emits that may still hold the old list.
-  while (r.in_flight.load(std::memory_order_acquire) != 0) parx::detail::cpu_relax();
+  while (r.in_flight.load(std::memory_order_acquire) != 0)
+    parx::detail::cpu_relax();
 }
 
 void detail::emit_slow(const Event& ev) noexcept {
@@ -103,7 +111,8 @@ void detail::emit_slow(const Event& ev) noexcept {
   }
   Event e = ev;
   if (e.time_ns == 0) e.time_ns = parx::detail::now_ns();
-  for (const Entry& en : *list) en.listener->on_event(e);
+  for (const Entry& en : *list)
+    en.listener->on_event(e);
   list.reset();
   r.in_flight.fetch_sub(1, std::memory_order_acq_rel);
 }
@@ -111,6 +120,8 @@ void detail::emit_slow(const Event& ev) noexcept {
 std::uint64_t next_executor_id() noexcept {
   return g_next_executor.fetch_add(1, std::memory_order_relaxed);
 }
-std::uint64_t next_task_id() noexcept { return g_next_task.fetch_add(1, std::memory_order_relaxed); }
+std::uint64_t next_task_id() noexcept {
+  return g_next_task.fetch_add(1, std::memory_order_relaxed);
+}
 
 }  // namespace parx::observe

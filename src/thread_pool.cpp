@@ -57,7 +57,8 @@ class EventCount {
 };
 
 std::int64_t spin_from_env() {
-  if (const char* s = std::getenv("PARX_SPIN_US")) {
+  // Read once per pool construction; nothing in parx calls setenv.
+  if (const char* s = std::getenv("PARX_SPIN_US")) {  // NOLINT(concurrency-mt-unsafe)
     char* end = nullptr;
     const long v = std::strtol(s, &end, 10);
     if (end != s && v >= 0) return static_cast<std::int64_t>(v) * 1000;
@@ -168,7 +169,9 @@ PoolCore::PoolCore(const ThreadPool::Options& o, std::uint64_t id)
     workers_.push_back(std::make_unique<Worker>(*this, static_cast<int>(i)));
 }
 
-PoolCore::~PoolCore() { shutdown(true, false); }
+PoolCore::~PoolCore() {
+  shutdown(true, false);
+}
 
 void PoolCore::start() {
   for (auto& w : workers_) {
@@ -205,7 +208,8 @@ void PoolCore::schedule_external(TaskNode* const* ts, std::size_t n) {
   {
     std::lock_guard lk(inject_mu_);
     if (accepting_.load(std::memory_order_relaxed)) {
-      for (std::size_t i = 0; i < n; ++i) inject_.push_back(ts[i]);
+      for (std::size_t i = 0; i < n; ++i)
+        inject_.push_back(ts[i]);
       inject_size_.fetch_add(n, std::memory_order_release);
       n = 0;
     }
@@ -214,8 +218,10 @@ void PoolCore::schedule_external(TaskNode* const* ts, std::size_t n) {
     ec_.notify(false);
     return;
   }
-  for (std::size_t i = 0; i < n; ++i) ts[i]->drop(nullptr);
-  throw ExecutorShutdown("parx::ExecutorShutdown: the ThreadPool is shut down; no new work accepted");
+  for (std::size_t i = 0; i < n; ++i)
+    ts[i]->drop(nullptr);
+  throw ExecutorShutdown(
+      "parx::ExecutorShutdown: the ThreadPool is shut down; no new work accepted");
 }
 
 void PoolCore::execute(Worker& w, TaskNode* t) noexcept {
@@ -245,7 +251,8 @@ TaskNode* PoolCore::steal_once(Worker& w) noexcept {
       }
     }
     if (share > 0) {
-      for (std::size_t i = share - 1; i >= 1; --i) w.deque.push(batch[i]);
+      for (std::size_t i = share - 1; i >= 1; --i)
+        w.deque.push(batch[i]);
       if (share > 1) ec_.notify(false);
       return batch[0];
     }
@@ -297,7 +304,9 @@ void PoolCore::push_slot(int i, TaskNode* t) {
   ec_.notify(false);
 }
 
-TaskNode* PoolCore::pop_slot(int i) noexcept { return slots_[i].deque.pop(); }
+TaskNode* PoolCore::pop_slot(int i) noexcept {
+  return slots_[i].deque.pop();
+}
 
 bool PoolCore::run_slot(int i) noexcept {
   TaskNode* t = slots_[i].deque.pop();
@@ -323,7 +332,8 @@ TaskNode* PoolCore::find_work(Worker& w) noexcept {
     // A few rounds of pause, then yield: on an oversubscribed core a pausing spinner would
     // starve the very thread that is producing its work.
     if (round < 8) {
-      for (int i = 0; i < 16; ++i) cpu_relax();
+      for (int i = 0; i < 16; ++i)
+        cpu_relax();
     } else {
       std::this_thread::yield();
     }
@@ -402,7 +412,9 @@ void PoolCore::shutdown(bool wait, bool cancel_pending) {
   joined_ = true;
 }
 
-void PoolCoreDeleter::operator()(PoolCore* p) const noexcept { delete p; }
+void PoolCoreDeleter::operator()(PoolCore* p) const noexcept {
+  delete p;
+}
 
 namespace {
 // Runs a share of a data-parallel loop on a worker.
@@ -428,13 +440,14 @@ class LoopHelper final : public TaskNode {
 
 namespace parx {
 
-ThreadPool::ThreadPool(std::size_t workers) : ThreadPool([workers] {
-  Options o;
-  o.workers = workers;
-  return o;
-}()) {}
+ThreadPool::ThreadPool(std::size_t workers)
+    : ThreadPool([workers] {
+        Options o;
+        o.workers = workers;
+        return o;
+      }()) {}
 
-ThreadPool::ThreadPool(Options opts)
+ThreadPool::ThreadPool(const Options& opts)
     : core_(new detail::PoolCore(opts, observe::next_executor_id())), id_(core_->id_) {
   core_->start();
   if (std::exception_ptr e = core_->wait_started()) {
@@ -448,23 +461,32 @@ ThreadPool::~ThreadPool() {
     std::terminate();  // destroying a pool from its own worker would join that thread
 }
 
-std::size_t ThreadPool::workers() const noexcept { return core_->workers_.size(); }
-int ThreadPool::current_worker() const noexcept { return core_->current_worker(); }
+std::size_t ThreadPool::workers() const noexcept {
+  return core_->workers_.size();
+}
+int ThreadPool::current_worker() const noexcept {
+  return core_->current_worker();
+}
 bool ThreadPool::is_shutdown() const noexcept {
   return !core_->accepting_.load(std::memory_order_relaxed);
 }
 
-void ThreadPool::shutdown(bool wait, bool cancel_pending) { core_->shutdown(wait, cancel_pending); }
+void ThreadPool::shutdown(bool wait, bool cancel_pending) {
+  core_->shutdown(wait, cancel_pending);
+}
 
 int ThreadPool::acquire_external_slot() noexcept {
   if (core_->current() || !core_->accepting_.load(std::memory_order_relaxed)) return -1;
   return core_->acquire_slot();
 }
-void ThreadPool::release_external_slot(int slot) noexcept { core_->release_slot(slot); }
+void ThreadPool::release_external_slot(int slot) noexcept {
+  core_->release_slot(slot);
+}
 void ThreadPool::schedule_to_slot(int slot, detail::TaskNode* t) {
   if (!core_->accepting_.load(std::memory_order_relaxed)) {
     t->drop(nullptr);
-    throw ExecutorShutdown("parx::ExecutorShutdown: the ThreadPool is shut down; no new work accepted");
+    throw ExecutorShutdown(
+        "parx::ExecutorShutdown: the ThreadPool is shut down; no new work accepted");
   }
   if (observe::active()) {
     t->task_id = observe::next_task_id();
@@ -477,7 +499,9 @@ void ThreadPool::schedule_to_slot(int slot, detail::TaskNode* t) {
   }
   core_->push_slot(slot, t);
 }
-bool ThreadPool::run_external_slot(int slot) noexcept { return core_->run_slot(slot); }
+bool ThreadPool::run_external_slot(int slot) noexcept {
+  return core_->run_slot(slot);
+}
 
 void ThreadPool::schedule(detail::TaskNode* t) {
   if (observe::active()) {
@@ -494,10 +518,11 @@ void ThreadPool::schedule(detail::TaskNode* t) {
 }
 
 void ThreadPool::run_loop(std::int64_t n, std::int64_t fixed_chunk, detail::LoopCtl::Body body,
-                          void* ctx, detail::MapStats_* stats, bool caller_participates) {
+                          void* ctx, detail::LoopStats* stats, bool caller_participates) {
   const bool on_worker = core_->current() != nullptr;
   if (!on_worker && !core_->accepting_.load(std::memory_order_relaxed))
-    throw ExecutorShutdown("parx::ExecutorShutdown: the ThreadPool is shut down; no new work accepted");
+    throw ExecutorShutdown(
+        "parx::ExecutorShutdown: the ThreadPool is shut down; no new work accepted");
   // A worker always takes part (it is one of the pool's threads). An outside caller takes part in
   // parallel_for/parallel_reduce (TBB/OpenMP semantics: W threads in all), but not in map, whose
   // tasks run on pool workers only (Python semantics: per-worker initializer state holds).
@@ -511,7 +536,8 @@ void ThreadPool::run_loop(std::int64_t n, std::int64_t fixed_chunk, detail::Loop
   if (helpers == 0) {  // one chunk, or a one-thread pool called from its worker: run inline
     const std::int64_t step = fixed_chunk > 0 ? fixed_chunk : n;
     std::size_t chunks = 0;
-    for (std::int64_t b = 0; b < n; b += step, ++chunks) body(ctx, b, std::min(n, b + step));
+    for (std::int64_t b = 0; b < n; b += step, ++chunks)
+      body(ctx, b, std::min(n, b + step));
     if (stats) *stats = {chunks, static_cast<std::size_t>(n) / std::max<std::size_t>(chunks, 1)};
     return;
   }
@@ -526,12 +552,15 @@ void ThreadPool::run_loop(std::int64_t n, std::int64_t fixed_chunk, detail::Loop
     detail::TaskNode* hs[kBatch];
     for (std::int64_t done = 0; done < helpers;) {
       const std::int64_t k = std::min(kBatch, helpers - done);
-      for (std::int64_t i = 0; i < k; ++i) hs[i] = new detail::LoopHelper(ctl);
+      for (std::int64_t i = 0; i < k; ++i)
+        hs[i] = new detail::LoopHelper(ctl);
       done += k;
       if (on_worker) {
-        for (std::int64_t i = 0; i < k; ++i) core_->schedule(hs[i]);  // own deque, no lock
+        for (std::int64_t i = 0; i < k; ++i)
+          core_->schedule(hs[i]);  // own deque, no lock
       } else if (slot >= 0 || (slot = core_->acquire_slot()) >= 0) {
-        for (std::int64_t i = 0; i < k; ++i) core_->push_slot(slot, hs[i]);  // lent deque
+        for (std::int64_t i = 0; i < k; ++i)
+          core_->push_slot(slot, hs[i]);  // lent deque
       } else {
         try {
           core_->schedule_external(hs, static_cast<std::size_t>(k));
@@ -548,7 +577,8 @@ void ThreadPool::run_loop(std::int64_t n, std::int64_t fixed_chunk, detail::Loop
   detail::wait_for_done(*ctl, -1);
   if (slot >= 0) {
     // Helpers nobody stole (the caller was faster) come back here and are dropped.
-    while (detail::TaskNode* t = core_->pop_slot(slot)) t->drop(nullptr);
+    while (detail::TaskNode* t = core_->pop_slot(slot))
+      t->drop(nullptr);
     core_->release_slot(slot);
   }
   if (stats) {

@@ -34,8 +34,8 @@ TEST(Errors, TaskErrorSummarisesWhereAndWhat) {
   info.stack_trace = "#0 simulate\n";
   parx::TaskError e(info);
   const std::string w = e.what();
-  for (const char* part : {"std::out_of_range", "index 7", "simulate", "task 42", "node3",
-                           "rank 2", "pid 4711"})
+  for (const char* part :
+       {"std::out_of_range", "index 7", "simulate", "task 42", "node3", "rank 2", "pid 4711"})
     EXPECT_NE(w.find(part), std::string::npos) << part << " missing from: " << w;
   EXPECT_EQ(e.task_index(), 42);
   EXPECT_EQ(e.rank(), 2);

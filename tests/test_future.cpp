@@ -115,14 +115,16 @@ TEST(Future, ManyThreadsWaitOnOneFuture) {
   auto f = p.get_future();
   std::atomic<int> woke{0};
   std::vector<std::thread> ts;
-  for (int i = 0; i < 4; ++i) ts.emplace_back([&] {
-    f.wait();
-    woke.fetch_add(1);
-  });
+  for (int i = 0; i < 4; ++i)
+    ts.emplace_back([&] {
+      f.wait();
+      woke.fetch_add(1);
+    });
   std::this_thread::sleep_for(30ms);  // let them sleep on the futex
   EXPECT_EQ(woke.load(), 0);
   p.set_value();
-  for (auto& t : ts) t.join();
+  for (auto& t : ts)
+    t.join();
   EXPECT_EQ(woke.load(), 4);
 }
 
@@ -144,11 +146,10 @@ TEST(Future, ThenOnReadyFutureRunsInline) {
 
 TEST(Future, ThenSkipsValueContinuationOnErrorAndCancel) {
   bool ran = false;
-  auto f = parx::make_exceptional_future<int>(std::make_exception_ptr(Tagged(1)))
-               .then([&](int) {
-                 ran = true;
-                 return 0;
-               });
+  auto f = parx::make_exceptional_future<int>(std::make_exception_ptr(Tagged(1))).then([&](int) {
+    ran = true;
+    return 0;
+  });
   EXPECT_THROW(f.get(), Tagged);
   EXPECT_FALSE(ran);
 
@@ -189,7 +190,8 @@ TEST(Future, ThenContinuationThatThrows) {
 
 TEST(Future, ThenOnExecutorRunsOnWorker) {
   parx::ThreadPool pool(2);
-  auto f = parx::make_ready_future(1).then(pool, [&](int x) { return pool.current_worker() >= 0 ? x : -1; });
+  auto f = parx::make_ready_future(1).then(
+      pool, [&](int x) { return pool.current_worker() >= 0 ? x : -1; });
   EXPECT_EQ(f.get(), 1);
 }
 

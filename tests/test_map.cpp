@@ -22,14 +22,16 @@ TEST_P(Workers, MapKeepsInputOrder) {
   parx::ThreadPool pool(GetParam());
   auto sq = pool.map([](long i) { return i * i; }, parx::range(10'000L));
   ASSERT_EQ(sq.size(), 10'000u);
-  for (long i = 0; i < 10'000; ++i) ASSERT_EQ(sq[static_cast<std::size_t>(i)], i * i);
+  for (long i = 0; i < 10'000; ++i)
+    ASSERT_EQ(sq[static_cast<std::size_t>(i)], i * i);
 
   std::vector<std::string> words{"a", "bb", "ccc"};
   auto lens = pool.map([](const std::string& s) { return s.size(); }, words);
   EXPECT_EQ(lens, (std::vector<std::size_t>{1, 2, 3}));
 
   auto flags = pool.map([](int i) { return i % 2 == 0; }, parx::range(1000));  // vector<bool> safe
-  for (int i = 0; i < 1000; ++i) ASSERT_EQ(flags[static_cast<std::size_t>(i)], i % 2 == 0);
+  for (int i = 0; i < 1000; ++i)
+    ASSERT_EQ(flags[static_cast<std::size_t>(i)], i % 2 == 0);
 }
 
 TEST_P(Workers, MapOverEmptyAndVoid) {
@@ -45,10 +47,12 @@ TEST_P(Workers, MapOverLazyAndNonRandomAccessInputs) {
   std::list<int> l{5, 6, 7};
   EXPECT_EQ(pool.map([](int x) { return x + 1; }, l), (std::vector<int>{6, 7, 8}));
   int k = 0;
-  auto gen = parx::generate([&]() -> std::optional<int> { return k < 1000 ? std::optional(k++) : std::nullopt; });
+  auto gen = parx::generate(
+      [&]() -> std::optional<int> { return k < 1000 ? std::optional(k++) : std::nullopt; });
   auto out = pool.map([](int x) { return 2 * x; }, gen);
   ASSERT_EQ(out.size(), 1000u);
-  for (int i = 0; i < 1000; ++i) ASSERT_EQ(out[static_cast<std::size_t>(i)], 2 * i);
+  for (int i = 0; i < 1000; ++i)
+    ASSERT_EQ(out[static_cast<std::size_t>(i)], 2 * i);
 }
 
 TEST_P(Workers, StarmapAppliesTuples) {
@@ -60,10 +64,12 @@ TEST_P(Workers, StarmapAppliesTuples) {
 TEST_P(Workers, MapRethrowsLowestIndexFailureAndPoolSurvives) {
   parx::ThreadPool pool(GetParam());
   try {
-    pool.map([](int i) {
-      if (i == 700 || i == 9000) throw std::runtime_error("item " + std::to_string(i));
-      return i;
-    }, parx::range(10'000), {.chunksize = 10});
+    pool.map(
+        [](int i) {
+          if (i == 700 || i == 9000) throw std::runtime_error("item " + std::to_string(i));
+          return i;
+        },
+        parx::range(10'000), {.chunksize = 10});
     FAIL() << "expected a throw";
   } catch (const std::runtime_error& e) {
     const std::string w = e.what();
@@ -143,16 +149,19 @@ TEST_P(Workers, ImapUnorderedYieldsEverythingInCompletionOrder) {
     order.push_back(v);
   }
   EXPECT_EQ(got.size(), 40u);
-  for (int i = 0; i < 40; ++i) EXPECT_EQ(got.count(i), 1u);
+  for (int i = 0; i < 40; ++i)
+    EXPECT_EQ(got.count(i), 1u);
   if (GetParam() > 1) EXPECT_NE(order.front(), 0);  // the slow item does not hold the others back
 }
 
 TEST_P(Workers, ImapExceptionAtItsPositionThenContinues) {
   parx::ThreadPool pool(GetParam());
-  auto r = pool.imap([](int i) {
-    if (i == 5) throw std::invalid_argument("five");
-    return i;
-  }, parx::range(10));
+  auto r = pool.imap(
+      [](int i) {
+        if (i == 5) throw std::invalid_argument("five");
+        return i;
+      },
+      parx::range(10));
   std::vector<int> seen;
   int errors = 0;
   for (;;) {
@@ -173,11 +182,13 @@ TEST_P(Workers, AbandonedImapCancelsPendingWork) {
   parx::ThreadPool pool(GetParam());
   std::atomic<int> ran{0};
   {
-    auto r = pool.imap([&](int i) {
-      ran.fetch_add(1);
-      std::this_thread::sleep_for(1ms);
-      return i;
-    }, parx::range(100'000), {.chunksize = 1, .max_in_flight = 32});
+    auto r = pool.imap(
+        [&](int i) {
+          ran.fetch_add(1);
+          std::this_thread::sleep_for(1ms);
+          return i;
+        },
+        parx::range(100'000), {.chunksize = 1, .max_in_flight = 32});
     auto it = r.begin();
     EXPECT_EQ(*it, 0);
   }
@@ -187,11 +198,14 @@ TEST_P(Workers, AbandonedImapCancelsPendingWork) {
 
 TEST_P(Workers, NestedMapInsideTasks) {
   parx::ThreadPool pool(GetParam());
-  auto outer = pool.map([&](int i) {
-    auto inner = pool.map([i](int j) { return i * j; }, parx::range(100));
-    return std::accumulate(inner.begin(), inner.end(), 0);
-  }, parx::range(20));
-  for (int i = 0; i < 20; ++i) EXPECT_EQ(outer[static_cast<std::size_t>(i)], i * 4950);
+  auto outer = pool.map(
+      [&](int i) {
+        auto inner = pool.map([i](int j) { return i * j; }, parx::range(100));
+        return std::accumulate(inner.begin(), inner.end(), 0);
+      },
+      parx::range(20));
+  for (int i = 0; i < 20; ++i)
+    EXPECT_EQ(outer[static_cast<std::size_t>(i)], i * 4950);
 }
 
 PARX_WORKER_PARAMS(Workers);

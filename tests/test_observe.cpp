@@ -35,7 +35,8 @@ TEST(Observe, TaskAndWorkerLifecycle) {
         if (i == 3) throw std::runtime_error("x");
         return i;
       }));
-    for (auto& f : fs) f.wait();
+    for (auto& f : fs)
+      f.wait();
   }
   std::lock_guard lk(rec->mu);
   EXPECT_EQ(rec->counts[EventKind::WorkerStarted], 2);

@@ -10,7 +10,8 @@ namespace {
 template <class R>
 std::vector<long> collect(R&& r) {
   std::vector<long> v;
-  for (auto x : r) v.push_back(static_cast<long>(x));
+  for (auto x : r)
+    v.push_back(static_cast<long>(x));
   return v;
 }
 

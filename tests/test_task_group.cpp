@@ -16,12 +16,15 @@ TEST_P(Workers, RunAndWait) {
   parx::ThreadPool pool(GetParam());
   parx::TaskGroup tg(pool);
   std::vector<int> out(10'000, 0);
-  for (int i = 0; i < 10'000; ++i) tg.run([&out, i] { out[static_cast<std::size_t>(i)] = i; });
+  for (int i = 0; i < 10'000; ++i)
+    tg.run([&out, i] { out[static_cast<std::size_t>(i)] = i; });
   tg.wait();
-  for (int i = 0; i < 10'000; ++i) ASSERT_EQ(out[static_cast<std::size_t>(i)], i);
+  for (int i = 0; i < 10'000; ++i)
+    ASSERT_EQ(out[static_cast<std::size_t>(i)], i);
   // Reusable.
   std::atomic<int> n{0};
-  for (int i = 0; i < 100; ++i) tg.run([&] { n.fetch_add(1); });
+  for (int i = 0; i < 100; ++i)
+    tg.run([&] { n.fetch_add(1); });
   tg.wait();
   EXPECT_EQ(n.load(), 100);
 }
@@ -51,10 +54,12 @@ TEST_P(Workers, CancelSkipsUnstartedTasks) {
       blocked.fetch_add(1);
       gate.wait();
     });
-  ASSERT_TRUE(parx_test::eventually([&] { return blocked.load() == static_cast<int>(GetParam()); }));
+  ASSERT_TRUE(
+      parx_test::eventually([&] { return blocked.load() == static_cast<int>(GetParam()); }));
   parx::TaskGroup tg(pool);
   std::atomic<int> ran{0};
-  for (int i = 0; i < 100; ++i) tg.run([&] { ran.fetch_add(1); });
+  for (int i = 0; i < 100; ++i)
+    tg.run([&] { ran.fetch_add(1); });
   tg.cancel();
   gate.open();
   tg.wait();
@@ -91,7 +96,8 @@ TEST(TaskGroup, WaitFromAnotherThreadThanTheOwner) {
   parx::ThreadPool pool(2);
   parx::TaskGroup tg(pool);
   std::atomic<int> n{0};
-  for (int i = 0; i < 1000; ++i) tg.run([&] { n.fetch_add(1); });
+  for (int i = 0; i < 1000; ++i)
+    tg.run([&] { n.fetch_add(1); });
   std::thread other([&] { tg.wait(); });  // hands back the owner's reserved counts
   other.join();
   EXPECT_EQ(n.load(), 1000);
@@ -104,9 +110,11 @@ TEST(TaskGroup, RunFromManyOutsideThreads) {
   std::vector<std::thread> ts;
   for (int t = 0; t < 4; ++t)
     ts.emplace_back([&] {
-      for (int i = 0; i < 2000; ++i) tg.run([&] { n.fetch_add(1); });
+      for (int i = 0; i < 2000; ++i)
+        tg.run([&] { n.fetch_add(1); });
     });
-  for (auto& t : ts) t.join();
+  for (auto& t : ts)
+    t.join();
   tg.wait();
   EXPECT_EQ(n.load(), 8000);
 }
@@ -117,9 +125,11 @@ TEST(TaskGroup, MoreGroupsThanSlots) {
   std::atomic<int> n{0};
   for (int g = 0; g < 20; ++g) {  // beyond the pool's lent deques: falls back to the shared queue
     groups.push_back(std::make_unique<parx::TaskGroup>(pool));
-    for (int i = 0; i < 100; ++i) groups.back()->run([&] { n.fetch_add(1); });
+    for (int i = 0; i < 100; ++i)
+      groups.back()->run([&] { n.fetch_add(1); });
   }
-  for (auto& g : groups) g->wait();
+  for (auto& g : groups)
+    g->wait();
   EXPECT_EQ(n.load(), 2000);
 }
 

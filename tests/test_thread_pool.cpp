@@ -67,13 +67,18 @@ TEST_P(Workers, CancelledTaskNeverRuns) {
       blocked.fetch_add(1);
       gate.wait();
     }));
-  ASSERT_TRUE(parx_test::eventually([&] { return blocked.load() == static_cast<int>(GetParam()); }));
+  ASSERT_TRUE(
+      parx_test::eventually([&] { return blocked.load() == static_cast<int>(GetParam()); }));
   std::atomic<bool> ran{false};
-  auto victim = pool.submit([&] { ran = true; return 1; });
+  auto victim = pool.submit([&] {
+    ran = true;
+    return 1;
+  });
   EXPECT_FALSE(victim.started());
   EXPECT_TRUE(victim.cancel());
   gate.open();
-  for (auto& b : blockers) b.get();
+  for (auto& b : blockers)
+    b.get();
   EXPECT_THROW(victim.get(), parx::Cancelled);
   pool.submit([] {}).get();  // the cancelled node has been popped by now or will be skipped
   pool.shutdown();
@@ -111,10 +116,12 @@ TEST_P(Workers, NestedWaitOnManyFuturesFromAWorker) {
   parx::ThreadPool pool(GetParam());
   auto outer = pool.submit([&] {
     std::vector<parx::Future<int>> fs;
-    for (int i = 0; i < 64; ++i) fs.push_back(pool.submit([i] { return i; }));
+    for (int i = 0; i < 64; ++i)
+      fs.push_back(pool.submit([i] { return i; }));
     auto r = parx::wait(fs);
     int s = 0;
-    for (auto& f : parx::as_completed(fs)) s += f.get();
+    for (auto& f : parx::as_completed(fs))
+      s += f.get();
     return static_cast<int>(r.done.size()) * 1000 + s;
   });
   EXPECT_EQ(outer.get(), 64 * 1000 + 63 * 64 / 2);
@@ -130,17 +137,20 @@ TEST_P(Workers, ShutdownCancelsPendingWhenAsked) {
       blocked.fetch_add(1);
       gate.wait();
     }));
-  ASSERT_TRUE(parx_test::eventually([&] { return blocked.load() == static_cast<int>(GetParam()); }));
+  ASSERT_TRUE(
+      parx_test::eventually([&] { return blocked.load() == static_cast<int>(GetParam()); }));
   std::atomic<int> ran{0};
   std::vector<parx::Future<void>> pending;
-  for (int i = 0; i < 100; ++i) pending.push_back(pool.submit([&] { ran.fetch_add(1); }));
+  for (int i = 0; i < 100; ++i)
+    pending.push_back(pool.submit([&] { ran.fetch_add(1); }));
   std::thread closer([&] { pool.shutdown(/*wait=*/true, /*cancel_pending=*/true); });
   std::this_thread::sleep_for(20ms);
   EXPECT_TRUE(pool.is_shutdown());
   EXPECT_THROW(pool.submit([] {}), parx::ExecutorShutdown);
   gate.open();
   closer.join();
-  for (auto& r : running) EXPECT_NO_THROW(r.get());  // started tasks finish
+  for (auto& r : running)
+    EXPECT_NO_THROW(r.get());  // started tasks finish
   int cancelled = 0;
   for (auto& p : pending) {
     try {
@@ -158,12 +168,14 @@ TEST_P(Workers, ShutdownWithoutCancelRunsEverything) {
   std::vector<parx::Future<void>> fs;
   {
     parx::ThreadPool pool(GetParam());
-    for (int i = 0; i < 1000; ++i) fs.push_back(pool.submit([&] { ran.fetch_add(1); }));
+    for (int i = 0; i < 1000; ++i)
+      fs.push_back(pool.submit([&] { ran.fetch_add(1); }));
     pool.shutdown(/*wait=*/false);
     EXPECT_THROW(pool.submit([] {}), parx::ExecutorShutdown);
   }  // destructor joins
   EXPECT_EQ(ran.load(), 1000);
-  for (auto& f : fs) EXPECT_TRUE(f.ready());
+  for (auto& f : fs)
+    EXPECT_TRUE(f.ready());
 }
 
 TEST_P(Workers, TasksMaySubmitDuringShutdown) {
@@ -212,7 +224,8 @@ TEST_P(Workers, StressMillionTasks) {
       expect += i % 7;
     }
     long got = 0;
-    for (auto& f : fs) got += f.get();
+    for (auto& f : fs)
+      got += f.get();
     (void)got;
   }
   EXPECT_EQ(sum.load(), expect);
@@ -221,10 +234,12 @@ TEST_P(Workers, StressMillionTasks) {
 TEST_P(Workers, InitializerRunsOncePerWorkerAndThreadsAreNamed) {
   std::mutex mu;
   std::set<std::size_t> seen;
-  parx::ThreadPool pool({.workers = GetParam(), .initializer = [&](std::size_t i) {
-                           std::lock_guard lk(mu);
-                           seen.insert(i);
-                         },
+  parx::ThreadPool pool({.workers = GetParam(),
+                         .initializer =
+                             [&](std::size_t i) {
+                               std::lock_guard lk(mu);
+                               seen.insert(i);
+                             },
                          .name = "simwork"});
   {
     std::lock_guard lk(mu);
@@ -234,16 +249,18 @@ TEST_P(Workers, InitializerRunsOncePerWorkerAndThreadsAreNamed) {
                     char buf[32] = {};
                     pthread_getname_np(pthread_self(), buf, sizeof buf);
                     return std::string(buf) + "/" + std::to_string(pool.current_worker());
-                  }).get();
+                  })
+                  .get();
   EXPECT_EQ(name.rfind("simwork-", 0), 0u) << name;
   EXPECT_EQ(pool.current_worker(), -1);
 }
 
 TEST(ThreadPool, InitializerFailureIsReported) {
   EXPECT_THROW(parx::ThreadPool({.workers = 3,
-                                 .initializer = [](std::size_t i) {
-                                   if (i == 1) throw std::runtime_error("no GPU for worker 1");
-                                 }}),
+                                 .initializer =
+                                     [](std::size_t i) {
+                                       if (i == 1) throw std::runtime_error("no GPU for worker 1");
+                                     }}),
                std::runtime_error);
 }
 
@@ -259,10 +276,13 @@ TEST_P(Workers, SubmitFromManyOutsideThreads) {
   for (int t = 0; t < 4; ++t)
     ts.emplace_back([&] {
       std::vector<parx::Future<void>> fs;
-      for (int i = 0; i < 5000; ++i) fs.push_back(pool.submit([&] { sum.fetch_add(1); }));
-      for (auto& f : fs) f.get();
+      for (int i = 0; i < 5000; ++i)
+        fs.push_back(pool.submit([&] { sum.fetch_add(1); }));
+      for (auto& f : fs)
+        f.get();
     });
-  for (auto& t : ts) t.join();
+  for (auto& t : ts)
+    t.join();
   EXPECT_EQ(sum.load(), 20000);
 }
 

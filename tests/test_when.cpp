@@ -12,7 +12,8 @@ using namespace std::chrono_literals;
 
 std::vector<parx::Promise<int>> promises(int n, std::vector<parx::Future<int>>& fs) {
   std::vector<parx::Promise<int>> ps(static_cast<std::size_t>(n));
-  for (auto& p : ps) fs.push_back(p.get_future());
+  for (auto& p : ps)
+    fs.push_back(p.get_future());
   return ps;
 }
 
@@ -103,7 +104,8 @@ TEST(AsCompleted, YieldsInCompletionOrderDoneFirst) {
     ps[2].set_value(2);
   });
   std::vector<int> order;
-  for (parx::Future<int>& f : parx::as_completed(fs)) order.push_back(f.get());
+  for (parx::Future<int>& f : parx::as_completed(fs))
+    order.push_back(f.get());
   t.join();
   EXPECT_EQ(order, (std::vector<int>{3, 1, 0, 2}));
 }
@@ -121,7 +123,8 @@ TEST(AsCompleted, TimeoutThrows) {
 TEST(AsCompleted, WorksWithPoolFutures) {
   parx::ThreadPool pool(2);
   std::vector<parx::Future<int>> fs;
-  for (int i = 0; i < 50; ++i) fs.push_back(pool.submit([i] { return i; }));
+  for (int i = 0; i < 50; ++i)
+    fs.push_back(pool.submit([i] { return i; }));
   long sum = 0;
   int n = 0;
   for (auto& f : parx::as_completed(fs)) {

@@ -41,14 +41,14 @@ class Error : public std::runtime_error {
 // Where a remote task failed and what it threw. `what()` is a one-line summary that names all of
 // it; the accessors give the parts.
 struct TaskErrorInfo {
-  std::string type_name;          // demangled type of the original exception
-  std::string message;            // its what()
-  std::int64_t task_index = -1;   // index of the input item in a map, -1 for a plain submit
-  std::string function;           // registered name of the function, when known
-  std::string host;               // host name of the process that ran the task
-  int rank = -1;                  // MPI rank, -1 outside MPI
-  std::int64_t pid = -1;          // pid of the process that ran the task
-  std::string stack_trace;        // symbolised frames, one per line; may be empty
+  std::string type_name;         // demangled type of the original exception
+  std::string message;           // its what()
+  std::int64_t task_index = -1;  // index of the input item in a map, -1 for a plain submit
+  std::string function;          // registered name of the function, when known
+  std::string host;              // host name of the process that ran the task
+  int rank = -1;                 // MPI rank, -1 outside MPI
+  std::int64_t pid = -1;         // pid of the process that ran the task
+  std::string stack_trace;       // symbolised frames, one per line; may be empty
 };
 
 // A task threw an exception in another process or on another rank.
@@ -104,7 +104,8 @@ class WorkerCrashed : public Error {
 // Bytes could not be decoded (truncated, corrupt, hostile) or a value could not be encoded.
 class SerializationError : public Error {
  public:
-  explicit SerializationError(const std::string& what) : Error("parx::SerializationError: " + what) {}
+  explicit SerializationError(const std::string& what)
+      : Error("parx::SerializationError: " + what) {}
 };
 
 // Work was submitted to an executor that is shut down (or shutting down).

@@ -50,7 +50,9 @@ struct MapOptions {
 };
 
 namespace detail {
-inline int executor_probe(int x) { return x; }
+inline int executor_probe(int x) {
+  return x;
+}
 }  // namespace detail
 
 template <class E>

@@ -142,7 +142,10 @@ class StateBase : public Waitable {
   bool complete(std::uint32_t to, bool only_if_pending) noexcept;
 
  private:
-  static CallbackNode* closed() noexcept { return reinterpret_cast<CallbackNode*>(std::uintptr_t{1}); }
+  // Sentinel "no more callbacks: run new ones at once"; never dereferenced.
+  static CallbackNode* closed() noexcept {
+    return reinterpret_cast<CallbackNode*>(std::uintptr_t{1});  // NOLINT(performance-no-int-to-ptr)
+  }
   void run_callbacks() noexcept;
 
   std::atomic<std::uint32_t> word_{kPending};
@@ -269,12 +272,12 @@ void fulfil(State<R>& s, F&& f, A&&... args) noexcept {
 // Result type of a continuation, with Future<Future<U>> flattened to Future<U>.
 template <class T, class F>
 struct ThenTraits {
-  static constexpr bool takes_future = std::is_invocable_v<F, Future<T>>;
+  static constexpr bool kTakesFuture = std::is_invocable_v<F, Future<T>>;
   using raw = typename std::conditional_t<
-      takes_future, std::invoke_result<F, Future<T>>,
+      kTakesFuture, std::invoke_result<F, Future<T>>,
       std::conditional_t<std::is_void_v<T>, std::invoke_result<F>,
                          std::invoke_result<F, std::add_rvalue_reference_t<T>>>>::type;
-  static constexpr bool unwrap = is_future<raw>::value;
+  static constexpr bool kUnwrap = is_future<raw>::value;
   template <class X>
   struct inner {
     using type = X;
@@ -293,7 +296,7 @@ void run_then(Ref<State<T>> src, F& f, Ref<State<typename ThenTraits<T, F>::resu
   using R = typename Tr::result;
   try {
     auto call = [&]() -> decltype(auto) {
-      if constexpr (Tr::takes_future) {
+      if constexpr (Tr::kTakesFuture) {
         return std::invoke(f, make_future<T>(std::move(src)));
       } else {
         const auto st = src->status();
@@ -306,7 +309,7 @@ void run_then(Ref<State<T>> src, F& f, Ref<State<typename ThenTraits<T, F>::resu
         }
       }
     };
-    if constexpr (Tr::unwrap) {
+    if constexpr (Tr::kUnwrap) {
       auto inner = call();
       State<R>* ip = state_of(inner);
       if (!ip) throw InvalidState("continuation returned an empty parx::Future");
@@ -390,7 +393,8 @@ class Future {
   // Like get(), but throws parx::TimeoutError (and keeps the future valid) if `d` passes first.
   template <class Rep, class Period>
   T get_for(std::chrono::duration<Rep, Period> d) {
-    if (!wait_for(d)) detail::throw_timeout("parx::TimeoutError: Future::get_for deadline exceeded");
+    if (!wait_for(d))
+      detail::throw_timeout("parx::TimeoutError: Future::get_for deadline exceeded");
     return consume();
   }
 
@@ -410,7 +414,9 @@ class Future {
   auto then(F&& f);
   // Continuation run as a task on `ex` (anything with submit(callable)). Consumes *this.
   template <class Ex, class F>
-    requires requires(Ex& e) { e.submit([] {}); }
+  requires requires(Ex& e) {
+    e.submit([] {});
+  }
   auto then(Ex& ex, F&& f) {
     check();
     using R = typename detail::ThenTraits<T, std::decay_t<F>>::result;
@@ -443,7 +449,10 @@ class Future {
   explicit Future(detail::Ref<detail::State<T>> s) noexcept : s_(std::move(s)) {}
 
   void check() const {
-    if (!s_) detail::throw_invalid("operation on an empty parx::Future (default-constructed or already consumed by get/then)");
+    if (!s_)
+      detail::throw_invalid(
+          "operation on an empty parx::Future (default-constructed or already consumed by "
+          "get/then)");
   }
   T consume() {
     check();
@@ -515,9 +524,7 @@ class Promise {
     s_ = {};
   }
   // True if the consumer cancelled the future; the producer may skip the work.
-  bool is_cancelled() const noexcept {
-    return s_ && s_->status() == detail::StateBase::kCancelled;
-  }
+  bool is_cancelled() const noexcept { return s_ && s_->status() == detail::StateBase::kCancelled; }
 
  private:
   detail::State<T>* live() {

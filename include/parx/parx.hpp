@@ -1,10 +1,10 @@
 // parx/parx.hpp — everything parx offers, in one include.
 //
 //   parx::Future / Promise, when_all / when_any / as_completed / wait   (future.hpp, when.hpp)
-//   parx::ThreadPool, parx::TaskGroup                                  (thread_pool.hpp, task_group.hpp)
-//   parx::range, parx::generate, parx::MapOptions, parx::Executor      (range.hpp, executor.hpp)
-//   parx::observe::subscribe                                           (observe/events.hpp)
-//   parx::Error and its family                                         (errors.hpp)
+//   parx::ThreadPool, parx::TaskGroup                                  (thread_pool.hpp,
+//   task_group.hpp) parx::range, parx::generate, parx::MapOptions, parx::Executor      (range.hpp,
+//   executor.hpp) parx::observe::subscribe (observe/events.hpp) parx::Error and its family
+//   (errors.hpp)
 #pragma once
 
 #include "parx/errors.hpp"

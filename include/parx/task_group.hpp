@@ -24,15 +24,15 @@
 
 #include <atomic>
 #include <climits>
+#include <cstddef>
 #include <cstdint>
 #include <exception>
-#include <cstddef>
 #include <mutex>
 #include <new>
-#include <vector>
 #include <thread>
 #include <type_traits>
 #include <utility>
+#include <vector>
 
 #include "parx/thread_pool.hpp"
 
@@ -47,7 +47,8 @@ class TaskGroup {
   ~TaskGroup() {
     wait_quiet();
     if (slot_ >= 0) pool_.release_external_slot(slot_);
-    for (void* b : blocks_) ::operator delete(b);
+    for (void* b : blocks_)
+      ::operator delete(b);
   }
 
   template <class F>
@@ -228,9 +229,9 @@ class TaskGroup {
   static constexpr std::uint32_t kCreditBatch = 64;
   const int slot_;  // fixed at construction, so run() may race with run() safely
   const std::thread::id owner_;
-  std::uint32_t credit_ = 0;  // owner only: reserved pending counts not yet used
-  Block* free_ = nullptr;        // owner only: recycled blocks ready for reuse
-  std::vector<void*> blocks_;    // owner only: every block ever allocated, freed with the group
+  std::uint32_t credit_ = 0;   // owner only: reserved pending counts not yet used
+  Block* free_ = nullptr;      // owner only: recycled blocks ready for reuse
+  std::vector<void*> blocks_;  // owner only: every block ever allocated, freed with the group
 };
 
 }  // namespace parx

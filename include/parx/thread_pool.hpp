@@ -81,7 +81,7 @@ class ThreadPool {
 
   // A pool of `workers` threads (0: one per core).
   explicit ThreadPool(std::size_t workers = 0);
-  explicit ThreadPool(Options opts);
+  explicit ThreadPool(const Options& opts);
   ~ThreadPool();
   ThreadPool(const ThreadPool&) = delete;
   ThreadPool& operator=(const ThreadPool&) = delete;
@@ -94,7 +94,8 @@ class ThreadPool {
 
   // Runs f(args...) on a worker.
   template <class F, class... A>
-  auto submit(F&& f, A&&... args) -> Future<std::invoke_result_t<std::decay_t<F>, std::decay_t<A>...>>;
+  auto submit(F&& f, A&&... args)
+      -> Future<std::invoke_result_t<std::decay_t<F>, std::decay_t<A>...>>;
 
   // f over every input, results in input order. Returns void if f returns void.
   template <class F, std::ranges::input_range R>
@@ -107,9 +108,10 @@ class ThreadPool {
   template <class F, std::ranges::input_range R>
   auto imap(F&& f, R&& inputs, const MapOptions& opts = {});
   template <class F, std::ranges::input_range R>
-  auto imap_unordered(F&& f, R&& inputs, MapOptions opts = {}) {
-    opts.ordered = false;
-    return imap(std::forward<F>(f), std::forward<R>(inputs), opts);
+  auto imap_unordered(F&& f, R&& inputs, const MapOptions& opts = {}) {
+    MapOptions o = opts;
+    o.ordered = false;
+    return imap(std::forward<F>(f), std::forward<R>(inputs), o);
   }
 
   // f(i) for i in [first, last), or f(b, e) per block if f takes two indices. `grain`: items per
@@ -141,7 +143,7 @@ class ThreadPool {
   class SubmitTask;
 
   void run_loop(std::int64_t n, std::int64_t fixed_chunk, detail::LoopCtl::Body body, void* ctx,
-                detail::MapStats_* stats, bool caller_participates);
+                detail::LoopStats* stats, bool caller_participates);
 
   std::unique_ptr<detail::PoolCore, detail::PoolCoreDeleter> core_;
   std::uint64_t id_;
@@ -203,7 +205,8 @@ void ThreadPool::parallel_for(I first, I last, F&& f, std::size_t grain) {
     if constexpr (std::is_invocable_v<F&, I, I>) {
       x.f(static_cast<I>(x.first + b), static_cast<I>(x.first + e));
     } else {
-      for (std::int64_t i = b; i < e; ++i) x.f(static_cast<I>(x.first + i));
+      for (std::int64_t i = b; i < e; ++i)
+        x.f(static_cast<I>(x.first + i));
     }
   };
   run_loop(n, static_cast<std::int64_t>(grain), body, &ctx, nullptr, true);
@@ -231,13 +234,15 @@ T ThreadPool::parallel_reduce(I first, I last, T identity, Map&& map, Reduce&& r
     for (std::int64_t k = cb; k < ce; ++k) {
       const std::int64_t b = k * x.g, e = std::min(x.n, b + x.g);
       T acc = x.identity;
-      for (std::int64_t i = b; i < e; ++i) acc = x.reduce(std::move(acc), x.map(static_cast<I>(x.first + i)));
+      for (std::int64_t i = b; i < e; ++i)
+        acc = x.reduce(std::move(acc), x.map(static_cast<I>(x.first + i)));
       x.partial[static_cast<std::size_t>(k)].emplace(std::move(acc));
     }
   };
   run_loop(nchunks, 1, body, &ctx, nullptr, true);
   T acc = std::move(identity);
-  for (auto& p : partial) acc = reduce(std::move(acc), std::move(*p));
+  for (auto& p : partial)
+    acc = reduce(std::move(acc), std::move(*p));
   return acc;
 }
 
@@ -255,7 +260,8 @@ auto ThreadPool::map(F&& f, Rg&& inputs, const MapOptions& opts) {
   using R = std::invoke_result_t<F&, In>;
   const std::int64_t t0 = detail::now_ns();
   auto write_stats = [&](std::size_t items, std::size_t chunks, std::size_t chunksize) {
-    if (opts.stats) *opts.stats = {items, chunks, chunksize, static_cast<double>(detail::now_ns() - t0) * 1e-9};
+    if (opts.stats)
+      *opts.stats = {items, chunks, chunksize, static_cast<double>(detail::now_ns() - t0) * 1e-9};
   };
   if constexpr (std::ranges::random_access_range<Rg> && std::ranges::sized_range<Rg>) {
     const std::int64_t n = static_cast<std::int64_t>(std::ranges::size(inputs));
@@ -267,9 +273,10 @@ auto ThreadPool::map(F&& f, Rg&& inputs, const MapOptions& opts) {
       } ctx{f, first};
       auto body = [](void* c, std::int64_t b, std::int64_t e) {
         auto& x = *static_cast<Ctx*>(c);
-        for (std::int64_t i = b; i < e; ++i) std::invoke(x.f, x.in[i]);
+        for (std::int64_t i = b; i < e; ++i)
+          std::invoke(x.f, x.in[i]);
       };
-      detail::MapStats_ st;
+      detail::LoopStats st;
       if (n > 0) run_loop(n, static_cast<std::int64_t>(opts.chunksize), body, &ctx, &st, false);
       write_stats(static_cast<std::size_t>(n), st.chunks, st.chunksize);
       return;
@@ -285,11 +292,12 @@ auto ThreadPool::map(F&& f, Rg&& inputs, const MapOptions& opts) {
         for (std::int64_t i = b; i < e; ++i)
           x.out[static_cast<std::size_t>(i)].emplace(std::invoke(x.f, x.in[i]));
       };
-      detail::MapStats_ st;
+      detail::LoopStats st;
       if (n > 0) run_loop(n, static_cast<std::int64_t>(opts.chunksize), body, &ctx, &st, false);
       std::vector<R> out;
       out.reserve(slots.size());
-      for (auto& s : slots) out.push_back(std::move(*s));
+      for (auto& s : slots)
+        out.push_back(std::move(*s));
       write_stats(static_cast<std::size_t>(n), st.chunks, st.chunksize);
       return out;
     }
@@ -303,7 +311,8 @@ auto ThreadPool::map(F&& f, Rg&& inputs, const MapOptions& opts) {
       return;
     } else {
       std::vector<R> out;
-      while (auto v = stream.next()) out.push_back(std::move(*v));
+      while (auto v = stream.next())
+        out.push_back(std::move(*v));
       return out;
     }
   }

@@ -59,7 +59,7 @@ namespace detail {
 
 template <class R>
 concept FutureRange = std::ranges::forward_range<R> &&
-                      is_future<std::remove_cvref_t<std::ranges::range_value_t<R>>>::value;
+    is_future<std::remove_cvref_t<std::ranges::range_value_t<R>>>::value;
 
 // Counts completions of a set of states; what the waiter sleeps on.
 class CompletionCounter final : public Waitable {
@@ -170,8 +170,7 @@ Future<std::size_t> when_any(R& futures) {
   return detail::when_any_states(detail::states_of(futures));
 }
 template <class... T>
-  requires(sizeof...(T) > 0)
-Future<std::size_t> when_any(Future<T>&... fs) {
+requires(sizeof...(T) > 0) Future<std::size_t> when_any(Future<T>&... fs) {
   std::vector<detail::StateBase*> v{detail::state_of(fs)...};
   for (auto* s : v)
     if (!s) detail::throw_invalid("an empty parx::Future was passed to when_any");
@@ -205,7 +204,8 @@ Future<std::conditional_t<std::is_void_v<T>, void, std::vector<T>>> when_all(
       } else {
         std::vector<T> values;
         values.reserve(c.fs.size());
-        for (auto& f : c.fs) values.push_back(f.get());
+        for (auto& f : c.fs)
+          values.push_back(f.get());
         c.out->set_value(std::move(values));
       }
     } catch (...) {
@@ -223,8 +223,8 @@ Future<std::conditional_t<std::is_void_v<T>, void, std::vector<T>>> when_all(
 
 // Heterogeneous when_all: a future of a tuple (void inputs give std::monostate).
 template <class... T>
-  requires(sizeof...(T) > 0)
-Future<std::tuple<detail::value_or_monostate<T>...>> when_all(Future<T>&&... fs) {
+requires(sizeof...(T) >
+         0) Future<std::tuple<detail::value_or_monostate<T>...>> when_all(Future<T>&&... fs) {
   using Out = std::tuple<detail::value_or_monostate<T>...>;
   struct Ctl {
     std::tuple<Future<T>...> fs;
@@ -333,9 +333,9 @@ class AsCompleted {
       return;
     }
     if (!order_->wait_beyond(static_cast<std::uint32_t>(consumed_), deadline_ns_))
-      throw TimeoutError("parx::TimeoutError: as_completed: " +
-                         std::to_string(futures_.size() - consumed_) +
-                         " future(s) unfinished at the deadline");
+      throw TimeoutError(
+          "parx::TimeoutError: as_completed: " + std::to_string(futures_.size() - consumed_) +
+          " future(s) unfinished at the deadline");
     current_ = order_->at(consumed_++);
   }
 
@@ -351,14 +351,16 @@ template <detail::FutureRange R>
 auto as_completed(R& futures) {
   using F = std::remove_cvref_t<std::ranges::range_value_t<R>>;
   std::vector<F*> ptrs;
-  for (auto& f : futures) ptrs.push_back(&f);
+  for (auto& f : futures)
+    ptrs.push_back(&f);
   return AsCompleted<F>(std::move(ptrs), -1);
 }
 template <detail::FutureRange R, class Rep, class Period>
 auto as_completed(R& futures, std::chrono::duration<Rep, Period> timeout) {
   using F = std::remove_cvref_t<std::ranges::range_value_t<R>>;
   std::vector<F*> ptrs;
-  for (auto& f : futures) ptrs.push_back(&f);
+  for (auto& f : futures)
+    ptrs.push_back(&f);
   return AsCompleted<F>(std::move(ptrs), detail::deadline_after(timeout));
 }
 

@@ -31,7 +31,7 @@ using unit_if_void = std::conditional_t<std::is_void_v<T>, std::monostate, T>;
 
 template <class R>
 struct ChunkResult {
-  std::vector<std::optional<R>> values;  // nullopt where the item threw
+  std::vector<std::optional<R>> values;                            // nullopt where the item threw
   std::vector<std::pair<std::size_t, std::exception_ptr>> errors;  // (offset in chunk, error)
   std::int64_t elapsed_ns = 0;
 };
@@ -73,8 +73,8 @@ class MapStream {
         f_(std::move(f)),
         opts_(opts),
         chunk_(opts.chunksize ? opts.chunksize : 1),
-        target_ns_(static_cast<std::int64_t>(
-                       opts.target_chunk_us ? opts.target_chunk_us : default_target_us) *
+        target_ns_(static_cast<std::int64_t>(opts.target_chunk_us ? opts.target_chunk_us
+                                                                  : default_target_us) *
                    1000),
         t0_(now_ns()) {}
 
@@ -84,8 +84,10 @@ class MapStream {
   ~MapStream() {
     // Tasks not yet started are cancelled; running ones finish into states nobody reads (they own
     // their inputs and a reference to f).
-    for (auto& c : ordered_) c.fut.cancel();
-    for (auto& [seq, c] : unordered_) c.fut.cancel();
+    for (auto& c : ordered_)
+      c.fut.cancel();
+    for (auto& [seq, c] : unordered_)
+      c.fut.cancel();
     write_stats();
   }
 
@@ -137,9 +139,8 @@ class MapStream {
       }
       if (items.empty()) break;
       const std::size_t count = items.size();
-      auto fut = ex_.submit([f = f_, items = std::move(items)]() mutable {
-        return run_chunk<R>(*f, items);
-      });
+      auto fut = ex_.submit(
+          [f = f_, items = std::move(items)]() mutable { return run_chunk<R>(*f, items); });
       in_flight_items_ += count;
       ++chunks_;
       if (opts_.ordered) {
@@ -172,8 +173,8 @@ class MapStream {
   // joblib-style: aim each chunk at target_ns_ from the running per-item time.
   void adapt(std::size_t count, std::int64_t elapsed_ns) {
     if (opts_.chunksize || count == 0) return;
-    const double per_item = static_cast<double>(std::max<std::int64_t>(elapsed_ns, 1)) /
-                            static_cast<double>(count);
+    const double per_item =
+        static_cast<double>(std::max<std::int64_t>(elapsed_ns, 1)) / static_cast<double>(count);
     ema_ns_ = ema_ns_ < 0 ? per_item : 0.7 * ema_ns_ + 0.3 * per_item;
     const double ideal = static_cast<double>(target_ns_) / std::max(ema_ns_, 1.0);
     const std::size_t next = static_cast<std::size_t>(std::clamp(ideal, 1.0, 65536.0));

@@ -17,7 +17,7 @@
 namespace parx::detail {
 
 // What a data-parallel loop reports back to map() for MapStats.
-struct MapStats_ {
+struct LoopStats {
   std::size_t chunks = 0;
   std::size_t chunksize = 0;  // mean items per chunk
 };
@@ -62,7 +62,8 @@ class LoopCtl final : public Waitable {
         fixed_(fixed_chunk),
         // Guided chunks shrink no further than 1/32 of a fair share (TBB's auto-partitioner keeps
         // a similar floor): the tail stays balanced without a storm of one-item claims.
-        min_(std::max<std::int64_t>({1, min_chunk, n / (32 * std::max(1, participants))})),
+        min_(std::max<std::int64_t>(
+            {1, min_chunk, n / (std::int64_t{32} * std::max(1, participants))})),
         parts_(std::max(1, participants)),
         body_(body),
         ctx_(ctx) {}

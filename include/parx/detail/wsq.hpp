@@ -85,14 +85,15 @@ class WorkStealingDeque {
     return bottom_.load(std::memory_order_relaxed) <= top_.load(std::memory_order_relaxed);
   }
   std::int64_t size_hint() const noexcept {
-    return std::max<std::int64_t>(0, bottom_.load(std::memory_order_relaxed) -
-                                         top_.load(std::memory_order_relaxed));
+    return std::max<std::int64_t>(
+        0, bottom_.load(std::memory_order_relaxed) - top_.load(std::memory_order_relaxed));
   }
 
  private:
   Array* grow(Array* a, std::int64_t b, std::int64_t t) {
     auto bigger = std::make_unique<Array>(a->cap * 2);
-    for (std::int64_t i = t; i < b; ++i) bigger->put(i, a->get(i));
+    for (std::int64_t i = t; i < b; ++i)
+      bigger->put(i, a->get(i));
     Array* raw = bigger.get();
     arrays_.push_back(std::move(bigger));
     array_.store(raw, std::memory_order_release);
@@ -103,7 +104,7 @@ class WorkStealingDeque {
   alignas(64) std::atomic<std::int64_t> bottom_{0};
   alignas(64) std::atomic<Array*> array_{nullptr};
   std::vector<std::unique_ptr<Array>> arrays_;  // owner only
-  std::int64_t top_cache_ = 0;                   // owner only: a lower bound of top_
+  std::int64_t top_cache_ = 0;                  // owner only: a lower bound of top_
 };
 
 }  // namespace parx::detail

@@ -47,12 +47,12 @@ const char* to_string(EventKind k) noexcept;
 
 struct Event {
   EventKind kind;
-  std::uint64_t executor_id = 0;      // unique per executor object in this process
-  const char* executor_kind = "";     // "thread", "process", "cluster"
-  std::uint64_t task_id = 0;          // unique per task in this process; 0 for worker events
-  std::int32_t worker = -1;           // worker index, -1 when not on a worker
-  std::int64_t time_ns = 0;           // steady clock
-  const char* name = nullptr;         // function name when known
+  std::uint64_t executor_id = 0;   // unique per executor object in this process
+  const char* executor_kind = "";  // "thread", "process", "cluster"
+  std::uint64_t task_id = 0;       // unique per task in this process; 0 for worker events
+  std::int32_t worker = -1;        // worker index, -1 when not on a worker
+  std::int64_t time_ns = 0;        // steady clock
+  const char* name = nullptr;      // function name when known
 };
 
 class Listener {
@@ -89,7 +89,9 @@ void emit_slow(const Event& e) noexcept;
 }  // namespace detail
 
 // True if anyone listens. Emit sites test this first.
-inline bool active() noexcept { return detail::g_listeners.load(std::memory_order_relaxed) != 0; }
+inline bool active() noexcept {
+  return detail::g_listeners.load(std::memory_order_relaxed) != 0;
+}
 
 // Delivers `e` (stamping time_ns if 0) to every listener. Cheap no-op when nobody listens.
 inline void emit(Event e) noexcept {
