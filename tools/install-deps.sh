@@ -6,7 +6,7 @@ set -euo pipefail
 packages=(
   g++ cmake ninja-build ccache pkg-config   # toolchain
   libgtest-dev libgmock-dev                 # tests
-  libbenchmark-dev libtbb-dev               # benchmarks (oneTBB is a peer, not a dependency)
+  libbenchmark-dev libtbb-dev libcereal-dev # benchmark peers (oneTBB, cereal), not dependencies
 )
 
 missing=()
