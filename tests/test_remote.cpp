@@ -141,3 +141,49 @@ TEST(Remote, MalformedArgumentsAreSerializationErrors) {
 }
 
 }  // namespace
+
+#include <parx/init.hpp>
+#include <parx/process.hpp>
+
+#include <condition_variable>
+#include <mutex>
+#include <thread>
+
+namespace {
+
+// This binary never calls parx::init.
+TEST(InitErrors, ProcessWithoutInitSaysWhatToAdd) {
+  EXPECT_FALSE(parx::initialized());
+  parx::Process p(scale, 1, 2.0);
+  try {
+    p.start();
+    FAIL();
+  } catch (const parx::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("parx::init(argc, argv)"), std::string::npos) << e.what();
+  }
+}
+
+TEST(InitErrors, InitAfterAThreadStartedIsRefused) {
+  std::mutex mu;
+  std::condition_variable cv;
+  bool release = false;
+  std::thread t([&] {
+    std::unique_lock lk(mu);
+    cv.wait(lk, [&] { return release; });
+  });
+  try {
+    parx::init();
+    FAIL() << "init must refuse a threaded process";
+  } catch (const parx::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("before any thread"), std::string::npos) << e.what();
+  }
+  {
+    std::lock_guard lk(mu);
+    release = true;
+  }
+  cv.notify_all();
+  t.join();
+  EXPECT_FALSE(parx::initialized());
+}
+
+}  // namespace

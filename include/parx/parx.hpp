@@ -7,11 +7,15 @@
 //   (errors.hpp)
 #pragma once
 
+#include "parx/codec.hpp"
 #include "parx/errors.hpp"
 #include "parx/executor.hpp"
 #include "parx/future.hpp"
+#include "parx/init.hpp"
 #include "parx/observe/events.hpp"
+#include "parx/process.hpp"
 #include "parx/range.hpp"
+#include "parx/remote.hpp"
 #include "parx/task_group.hpp"
 #include "parx/thread_pool.hpp"
 #include "parx/version.hpp"

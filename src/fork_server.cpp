@@ -1,0 +1,397 @@
+// parx::init and the fork server: a single-threaded process, forked at init, that forks every
+// worker process and reports their exits.
+#include "parx/detail/fork_server.hpp"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <dirent.h>
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "parx/detail/sync.hpp"
+#include "parx/init.hpp"
+
+namespace parx {
+namespace detail {
+namespace {
+
+enum class Msg : std::uint32_t { Spawn = 1, Spawned = 2, Signal = 3, Exited = 4 };
+
+// Fixed header of every message; a Spawn carries its arguments after it (or in a memfd).
+struct Header {
+  Msg kind;
+  std::uint32_t flags;  // Spawn: kDetached | kArgsInFd
+  std::uint64_t request;
+  std::uint64_t fn;
+  std::int64_t value;  // Spawned: pid or -errno; Signal: signal; Exited: wait status
+  std::int64_t pid;
+  std::uint64_t args_size;
+};
+constexpr std::uint32_t kDetached = 1;
+constexpr std::uint32_t kArgsInFd = 2;
+constexpr std::size_t kInlineArgs = 32 * 1024;
+
+ForkServer* g_server = nullptr;
+
+int count_threads() {
+  DIR* d = opendir("/proc/self/task");
+  if (!d) return 1;
+  int n = 0;
+  while (dirent* e = readdir(d))
+    if (e->d_name[0] != '.') ++n;
+  closedir(d);
+  return n;
+}
+
+// Sends one datagram (header + payload), optionally with a file descriptor.
+bool send_msg(int fd, const Header& h, std::span<const std::byte> payload, int pass_fd = -1) {
+  iovec iov[2] = {{const_cast<Header*>(&h), sizeof h},
+                  {const_cast<std::byte*>(payload.data()), payload.size()}};
+  msghdr m{};
+  m.msg_iov = iov;
+  m.msg_iovlen = payload.empty() ? 1 : 2;
+  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
+  if (pass_fd >= 0) {
+    m.msg_control = control;
+    m.msg_controllen = sizeof control;
+    cmsghdr* c = CMSG_FIRSTHDR(&m);
+    c->cmsg_level = SOL_SOCKET;
+    c->cmsg_type = SCM_RIGHTS;
+    c->cmsg_len = CMSG_LEN(sizeof(int));
+    std::memcpy(CMSG_DATA(c), &pass_fd, sizeof(int));
+  }
+  for (;;) {
+    const ssize_t r = sendmsg(fd, &m, MSG_NOSIGNAL);
+    if (r >= 0) return true;
+    if (errno != EINTR) return false;
+  }
+}
+
+// Receives one datagram into `buf`; returns its size (0 on EOF, -1 on error) and any fd passed.
+ssize_t recv_msg(int fd, std::vector<std::byte>& buf, int& got_fd) {
+  got_fd = -1;
+  iovec iov{buf.data(), buf.size()};
+  msghdr m{};
+  m.msg_iov = &iov;
+  m.msg_iovlen = 1;
+  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
+  m.msg_control = control;
+  m.msg_controllen = sizeof control;
+  ssize_t r;
+  do {
+    r = recvmsg(fd, &m, MSG_CMSG_CLOEXEC);
+  } while (r < 0 && errno == EINTR);
+  if (r > 0) {
+    for (cmsghdr* c = CMSG_FIRSTHDR(&m); c; c = CMSG_NXTHDR(&m, c))
+      if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS)
+        std::memcpy(&got_fd, CMSG_DATA(c), sizeof(int));
+  }
+  return r;
+}
+
+// ---- the server (runs in its own single-threaded process) --------------------------------------
+
+[[noreturn]] void run_child(int server_fd, int sig_fd, const Header& h, std::vector<std::byte> args,
+                            int args_fd, pid_t server) {
+  close(server_fd);
+  close(sig_fd);
+  sigset_t none;
+  sigemptyset(&none);
+  sigprocmask(SIG_SETMASK, &none, nullptr);
+  if (!(h.flags & kDetached)) {
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    // The server may have died between fork() and the prctl: then no signal will ever come.
+    if (getppid() != server) _exit(128 + SIGKILL);
+  }
+  if (h.flags & kArgsInFd) {
+    args.resize(h.args_size);
+    std::size_t got = 0;
+    while (got < args.size()) {
+      const ssize_t r =
+          pread(args_fd, args.data() + got, args.size() - got, static_cast<off_t>(got));
+      if (r <= 0) {
+        std::fprintf(stderr, "parx: process could not read its arguments: %s\n",
+                     std::strerror(errno));
+        _exit(125);
+      }
+      got += static_cast<std::size_t>(r);
+    }
+    close(args_fd);
+  }
+  int code = 0;
+  const RemoteEntry* e = find_remote(h.fn);
+  try {
+    (void)invoke_remote(h.fn, args);
+  } catch (const std::exception& ex) {
+    std::fprintf(stderr, "parx: process target %s threw %s: %s\n",
+                 e ? ("'" + e->name + "'").c_str() : "(unknown)",
+                 exception_type_name(std::current_exception()).c_str(), ex.what());
+    code = 1;
+  } catch (...) {
+    std::fprintf(stderr, "parx: process target threw a non-standard exception\n");
+    code = 1;
+  }
+  std::fflush(stdout);
+  std::fflush(stderr);
+  _exit(code);  // never run the parent's atexit handlers or static destructors here
+}
+
+[[noreturn]] void server_main(int fd, pid_t parent) {
+  prctl(PR_SET_PDEATHSIG, SIGKILL);
+  if (getppid() != parent) _exit(0);  // the parent died before we armed PDEATHSIG
+  prctl(PR_SET_NAME, "parx-forksrv");
+  setpgid(0, 0);  // Ctrl-C at the terminal reaches the parent, which stops its pools in order
+  sigset_t chld;
+  sigemptyset(&chld);
+  sigaddset(&chld, SIGCHLD);
+  sigprocmask(SIG_BLOCK, &chld, nullptr);
+  const int sig_fd = signalfd(-1, &chld, SFD_CLOEXEC | SFD_NONBLOCK);
+  std::set<pid_t> children;
+  std::vector<std::byte> buf(sizeof(Header) + kInlineArgs);
+  bool parent_alive = true;
+  while (parent_alive || !children.empty()) {
+    // Once the parent is gone only the children matter: stop watching the closed socket.
+    pollfd fds[2] = {{parent_alive ? fd : -1, POLLIN, 0}, {sig_fd, POLLIN, 0}};
+    if (poll(fds, 2, parent_alive ? -1 : 100) < 0 && errno != EINTR) break;
+    if (fds[1].revents & POLLIN) {
+      signalfd_siginfo si;
+      while (read(sig_fd, &si, sizeof si) == sizeof si) {
+      }
+    }
+    // Reap every exited child and report it.
+    for (;;) {
+      int status = 0;
+      const pid_t p = waitpid(-1, &status, WNOHANG);
+      if (p <= 0) break;
+      children.erase(p);
+      if (parent_alive) {
+        Header x{Msg::Exited, 0, 0, 0, status, p, 0};
+        send_msg(fd, x, {});
+      }
+    }
+    if (!parent_alive) continue;
+    if (fds[0].revents & (POLLIN | POLLHUP | POLLERR)) {
+      int got_fd = -1;
+      const ssize_t n = recv_msg(fd, buf, got_fd);
+      if (n <= 0) {  // the parent is gone: nothing may outlive it
+        parent_alive = false;
+        for (pid_t c : children)
+          kill(c, SIGKILL);
+        continue;
+      }
+      if (static_cast<std::size_t>(n) < sizeof(Header)) continue;
+      Header h;
+      std::memcpy(&h, buf.data(), sizeof h);
+      if (h.kind == Msg::Spawn) {
+        std::vector<std::byte> args(buf.begin() + sizeof(Header), buf.begin() + n);
+        const pid_t self = getpid();
+        const pid_t child = fork();
+        if (child == 0) run_child(fd, sig_fd, h, std::move(args), got_fd, self);
+        if (got_fd >= 0) close(got_fd);
+        if (child > 0) children.insert(child);
+        Header r{Msg::Spawned, 0, h.request, 0, child > 0 ? child : -errno, child, 0};
+        send_msg(fd, r, {});
+      } else if (h.kind == Msg::Signal) {
+        if (children.count(static_cast<pid_t>(h.pid)))
+          kill(static_cast<pid_t>(h.pid), static_cast<int>(h.value));
+        if (got_fd >= 0) close(got_fd);
+      }
+    }
+  }
+  _exit(0);
+}
+
+}  // namespace
+
+// ---- the client ------------------------------------------------------------------------------
+
+ForkServer::ForkServer(int fd, pid_t server_pid) : fd_(fd), server_pid_(server_pid) {}
+
+ForkServer& ForkServer::get() {
+  if (!g_server)
+    throw Error(
+        "parx: worker processes need parx::init(argc, argv) as the first line of main (it starts "
+        "the fork server while the program is still single-threaded)");
+  return *g_server;
+}
+
+void ForkServer::ensure_reader() {
+  std::lock_guard lk(mu_);
+  if (reader_started_) return;
+  reader_started_ = true;
+  std::thread([this] { reader_loop(); }).detach();  // lives as long as the process
+}
+
+void ForkServer::reader_loop() {
+  std::vector<std::byte> buf(sizeof(Header) + 64);
+  for (;;) {
+    int got_fd = -1;
+    const ssize_t n = recv_msg(fd_, buf, got_fd);
+    if (got_fd >= 0) close(got_fd);
+    if (n <= 0) {
+      std::lock_guard lk(mu_);
+      server_gone_ = true;
+      cv_.notify_all();
+      return;
+    }
+    if (static_cast<std::size_t>(n) < sizeof(Header)) continue;
+    Header h;
+    std::memcpy(&h, buf.data(), sizeof h);
+    if (h.kind == Msg::Spawned) {
+      std::lock_guard lk(mu_);
+      spawn_replies_[h.request] = h.value;
+      cv_.notify_all();
+    } else if (h.kind == Msg::Exited) {
+      const int st = static_cast<int>(h.value);
+      ExitStatus es;
+      if (WIFSIGNALED(st)) {
+        es.signal = WTERMSIG(st);
+      } else {
+        es.exit_code = WEXITSTATUS(st);
+      }
+      std::vector<ExitListener> ls;
+      {
+        std::lock_guard lk(mu_);
+        exited_[static_cast<pid_t>(h.pid)] = es;
+        for (auto& [id, l] : listeners_)
+          ls.push_back(l);
+        cv_.notify_all();
+      }
+      for (auto& l : ls)
+        l(static_cast<pid_t>(h.pid), es);
+    }
+  }
+}
+
+pid_t ForkServer::spawn(FunctionId fn, std::span<const std::byte> args, bool detached) {
+  ensure_reader();
+  Header h{Msg::Spawn, detached ? kDetached : 0u, 0, fn, 0, 0, args.size()};
+  int args_fd = -1;
+  if (args.size() > kInlineArgs) {  // large arguments travel in a memfd, not the socket
+    args_fd = memfd_create("parx-args", MFD_CLOEXEC);
+    if (args_fd < 0) throw Error(std::string("parx: memfd_create failed: ") + std::strerror(errno));
+    std::size_t put = 0;
+    while (put < args.size()) {
+      const ssize_t w = write(args_fd, args.data() + put, args.size() - put);
+      if (w <= 0) {
+        close(args_fd);
+        throw Error(std::string("parx: writing process arguments failed: ") + std::strerror(errno));
+      }
+      put += static_cast<std::size_t>(w);
+    }
+    h.flags |= kArgsInFd;
+  }
+  {
+    std::lock_guard lk(send_mu_);
+    {
+      std::lock_guard l2(mu_);
+      h.request = next_request_++;
+    }
+    const bool ok = send_msg(fd_, h, args_fd >= 0 ? std::span<const std::byte>{} : args, args_fd);
+    if (args_fd >= 0) close(args_fd);
+    if (!ok) throw Error("parx: the fork server is gone (it cannot start new processes)");
+  }
+  std::unique_lock lk(mu_);
+  cv_.wait(lk, [&] { return spawn_replies_.count(h.request) || server_gone_; });
+  if (!spawn_replies_.count(h.request)) throw Error("parx: the fork server is gone");
+  const std::int64_t v = spawn_replies_[h.request];
+  spawn_replies_.erase(h.request);
+  if (v < 0) throw Error(std::string("parx: fork failed: ") + std::strerror(static_cast<int>(-v)));
+  return static_cast<pid_t>(v);
+}
+
+void ForkServer::signal(pid_t pid, int sig) {
+  Header h{Msg::Signal, 0, 0, 0, sig, pid, 0};
+  std::lock_guard lk(send_mu_);
+  send_msg(fd_, h, {});
+}
+
+std::optional<ExitStatus> ForkServer::wait_exit(pid_t pid, std::int64_t deadline_ns) {
+  ensure_reader();
+  std::unique_lock lk(mu_);
+  for (;;) {
+    if (auto it = exited_.find(pid); it != exited_.end()) return it->second;
+    if (server_gone_) return std::nullopt;
+    if (deadline_ns < 0) {
+      cv_.wait(lk);
+    } else {
+      const std::int64_t left = deadline_ns - now_ns();
+      if (left <= 0) return std::nullopt;
+      cv_.wait_for(lk, std::chrono::nanoseconds(left));
+    }
+  }
+}
+
+std::optional<ExitStatus> ForkServer::poll_exit(pid_t pid) {
+  std::lock_guard lk(mu_);
+  if (auto it = exited_.find(pid); it != exited_.end()) return it->second;
+  return std::nullopt;
+}
+
+void ForkServer::forget(pid_t pid) {
+  std::lock_guard lk(mu_);
+  exited_.erase(pid);
+}
+
+std::uint64_t ForkServer::add_exit_listener(ExitListener l) {
+  ensure_reader();
+  std::lock_guard lk(mu_);
+  const std::uint64_t id = next_listener_++;
+  listeners_.emplace(id, std::move(l));
+  return id;
+}
+
+void ForkServer::remove_exit_listener(std::uint64_t id) {
+  std::lock_guard lk(mu_);
+  listeners_.erase(id);
+}
+
+}  // namespace detail
+
+bool initialized() noexcept {
+  return detail::g_server != nullptr;
+}
+
+void init() {
+  if (detail::g_server) return;
+  check_remote_registry();
+  if (const int threads = detail::count_threads(); threads > 1)
+    throw Error("parx::init must run before any thread is started (this process already has " +
+                std::to_string(threads) +
+                " threads); make it the first line of main, before pools or std::threads");
+  int fds[2];
+  if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, fds) != 0)
+    throw Error(std::string("parx::init: socketpair failed: ") + std::strerror(errno));
+  std::fflush(stdout);
+  std::fflush(stderr);
+  const pid_t parent = getpid();
+  const pid_t pid = fork();
+  if (pid < 0) throw Error(std::string("parx::init: fork failed: ") + std::strerror(errno));
+  if (pid == 0) {
+    close(fds[0]);
+    detail::server_main(fds[1], parent);
+  }
+  close(fds[1]);
+  detail::g_server = new detail::ForkServer(fds[0], pid);  // lives as long as the process
+}
+
+void init(int& argc, char**& argv) {
+  (void)argc;
+  (void)argv;
+  init();
+}
+
+}  // namespace parx
