@@ -28,7 +28,14 @@ namespace parx {
 namespace detail {
 namespace {
 
-enum class Msg : std::uint32_t { Spawn = 1, Spawned = 2, Signal = 3, Exited = 4 };
+enum class Msg : std::uint32_t {
+  Spawn = 1,
+  Spawned = 2,
+  Signal = 3,
+  Exited = 4,
+  WatchShm = 5,    // payload: a shm name the server unlinks if the parent dies
+  UnwatchShm = 6,  // payload: a name the parent unlinked itself
+};
 
 // Fixed header of every message; a Spawn carries its arguments after it (or in a memfd).
 struct Header {
@@ -150,16 +157,28 @@ ssize_t recv_msg(int fd, std::vector<std::byte>& buf, int& got_fd) {
 }
 
 [[noreturn]] void server_main(int fd, pid_t parent) {
-  prctl(PR_SET_PDEATHSIG, SIGKILL);
+  // The parent's death arrives as SIGTERM through the signalfd (not as SIGKILL), so the server
+  // can still kill its children and unlink the parent's shared-memory segments: nothing leaks
+  // even when the parent is SIGKILLed.
+  sigset_t sigs;
+  sigemptyset(&sigs);
+  sigaddset(&sigs, SIGCHLD);
+  sigaddset(&sigs, SIGTERM);
+  sigprocmask(SIG_BLOCK, &sigs, nullptr);
+  const int sig_fd = signalfd(-1, &sigs, SFD_CLOEXEC | SFD_NONBLOCK);
+  prctl(PR_SET_PDEATHSIG, SIGTERM);
   if (getppid() != parent) _exit(0);  // the parent died before we armed PDEATHSIG
   prctl(PR_SET_NAME, "parx-forksrv");
   setpgid(0, 0);  // Ctrl-C at the terminal reaches the parent, which stops its pools in order
-  sigset_t chld;
-  sigemptyset(&chld);
-  sigaddset(&chld, SIGCHLD);
-  sigprocmask(SIG_BLOCK, &chld, nullptr);
-  const int sig_fd = signalfd(-1, &chld, SFD_CLOEXEC | SFD_NONBLOCK);
   std::set<pid_t> children;
+  std::set<std::string> segments;
+  auto parent_gone = [&] {
+    for (pid_t c : children)
+      kill(c, SIGKILL);
+    for (const auto& name : segments)
+      shm_unlink(name.c_str());
+    segments.clear();
+  };
   std::vector<std::byte> buf(sizeof(Header) + kInlineArgs);
   bool parent_alive = true;
   while (parent_alive || !children.empty()) {
@@ -169,6 +188,10 @@ ssize_t recv_msg(int fd, std::vector<std::byte>& buf, int& got_fd) {
     if (fds[1].revents & POLLIN) {
       signalfd_siginfo si;
       while (read(sig_fd, &si, sizeof si) == sizeof si) {
+        if (si.ssi_signo == SIGTERM && parent_alive) {
+          parent_alive = false;
+          parent_gone();
+        }
       }
     }
     // Reap every exited child and report it.
@@ -188,8 +211,7 @@ ssize_t recv_msg(int fd, std::vector<std::byte>& buf, int& got_fd) {
       const ssize_t n = recv_msg(fd, buf, got_fd);
       if (n <= 0) {  // the parent is gone: nothing may outlive it
         parent_alive = false;
-        for (pid_t c : children)
-          kill(c, SIGKILL);
+        parent_gone();
         continue;
       }
       if (static_cast<std::size_t>(n) < sizeof(Header)) continue;
@@ -204,6 +226,14 @@ ssize_t recv_msg(int fd, std::vector<std::byte>& buf, int& got_fd) {
         if (child > 0) children.insert(child);
         Header r{Msg::Spawned, 0, h.request, 0, child > 0 ? child : -errno, child, 0};
         send_msg(fd, r, {});
+      } else if (h.kind == Msg::WatchShm || h.kind == Msg::UnwatchShm) {
+        std::string name(reinterpret_cast<const char*>(buf.data()) + sizeof(Header),
+                         static_cast<std::size_t>(n) - sizeof(Header));
+        if (h.kind == Msg::WatchShm) {
+          segments.insert(std::move(name));
+        } else {
+          segments.erase(name);
+        }
       } else if (h.kind == Msg::Signal) {
         if (children.count(static_cast<pid_t>(h.pid)))
           kill(static_cast<pid_t>(h.pid), static_cast<int>(h.value));
@@ -317,6 +347,12 @@ void ForkServer::signal(pid_t pid, int sig) {
   Header h{Msg::Signal, 0, 0, 0, sig, pid, 0};
   std::lock_guard lk(send_mu_);
   send_msg(fd_, h, {});
+}
+
+void ForkServer::watch_shm(const std::string& name, bool watch) {
+  Header h{watch ? Msg::WatchShm : Msg::UnwatchShm, 0, 0, 0, 0, 0, name.size()};
+  std::lock_guard lk(send_mu_);
+  send_msg(fd_, h, std::as_bytes(std::span(name.data(), name.size())));
 }
 
 std::optional<ExitStatus> ForkServer::wait_exit(pid_t pid, std::int64_t deadline_ns) {

@@ -31,6 +31,7 @@
 #include <array>
 #include <chrono>
 #include <complex>
+#include <concepts>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
@@ -195,6 +196,21 @@ class Decoder {
   }
   template <class T>
   void get(T& v);  // decodes any supported value in place
+  // Decodes and returns a T: through Codec<T>::make(Decoder&) when the type provides one (types
+  // that must not be default-constructed first, such as handles to shared memory), else by
+  // default construction and get().
+  template <class T>
+  T make() {
+    if constexpr (requires(Decoder & d) {
+                    { Codec<T>::make(d) } -> std::same_as<T>;
+                  }) {
+      return Codec<T>::make(*this);
+    } else {
+      T v{};
+      get(v);
+      return v;
+    }
+  }
 
   [[noreturn]] void fail(const char* why, const char* what) const {
     throw SerializationError(std::string(why) + " (decoding " + what + " at byte " +

@@ -74,8 +74,8 @@ inline constexpr bool is_passable_param_v =
 
 template <class R, class... P>
 void invoke_remote_fn(const void* fn, Decoder& args, Encoder& out) {
-  std::tuple<std::decay_t<P>...> values{};
-  std::apply([&](auto&... v) { (args.get(v), ...); }, values);
+  // Braced initialisation evaluates left to right: arguments decode in order.
+  std::tuple<std::decay_t<P>...> values{args.template make<std::decay_t<P>>()...};
   if (args.remaining() != 0)
     throw SerializationError(std::to_string(args.remaining()) +
                              " trailing bytes after the arguments");
@@ -139,9 +139,17 @@ FunctionId remote_id(R (*fn)(P...)) {
 template <class R, class... P, class... A>
 void encode_call(Encoder& e, R (*)(P...), A&&... args) {
   static_assert(sizeof...(P) == sizeof...(A), "wrong number of arguments for the remote function");
-  static_assert((std::is_constructible_v<std::decay_t<P>, A&&> && ...),
+  static_assert(((std::is_same_v<std::decay_t<A>, std::decay_t<P>> ||
+                  std::is_constructible_v<std::decay_t<P>, A&&>)&&...),
                 "an argument cannot be converted to the remote function's parameter type");
-  (e.put(std::decay_t<P>(std::forward<A>(args))), ...);
+  auto put_as = [&e]<class Param, class Arg>(Arg&& a) {
+    if constexpr (std::is_same_v<std::decay_t<Arg>, std::decay_t<Param>>) {
+      e.put(a);  // already the parameter's type: no conversion (and no copy of handles)
+    } else {
+      e.put(std::decay_t<Param>(std::forward<Arg>(a)));
+    }
+  };
+  (put_as.template operator()<P>(std::forward<A>(args)), ...);
 }
 
 // Runs the function registered under `id` with encoded `args`, returning its encoded result.

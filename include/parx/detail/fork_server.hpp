@@ -20,6 +20,7 @@
 #include <mutex>
 #include <optional>
 #include <span>
+#include <string>
 
 #include "parx/remote.hpp"
 
@@ -46,6 +47,9 @@ class ForkServer {
   std::optional<ExitStatus> wait_exit(pid_t pid, std::int64_t deadline_ns);
   // The exit status if `pid` has exited, without waiting.
   std::optional<ExitStatus> poll_exit(pid_t pid);
+  // Asks the server to shm_unlink `name` if this process dies without doing it (watch=false:
+  // this process unlinked it itself).
+  void watch_shm(const std::string& name, bool watch);
   // Stops tracking `pid` (after its status was read).
   void forget(pid_t pid);
   // Called (on the fork server's reader thread) for every child that exits.

@@ -1,0 +1,219 @@
+// ipc with real processes: shared memory (0600, unlinked after normal exit and after the creator
+// is SIGKILLed), a counter updated by many processes under a lock with no lost update, a lock
+// whose holder is SIGKILLed (the next acquirer gets owner_died, not a hang), lock timeouts.
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <parx/parx.hpp>
+#include <parx/shared_value.hpp>
+
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+// ---- targets
+// -------------------------------------------------------------------------------------
+
+void fill_segment(parx::SharedMemory seg, int value) {
+  std::memset(seg.data(), value, seg.size());
+}
+void add_many(parx::SharedValue<long> counter, int times) {
+  for (int i = 0; i < times; ++i) {
+    std::lock_guard g(counter.get_lock());
+    counter.ref() += 1;  // a read-modify-write: only correct under the lock
+  }
+}
+void hold_lock_forever(parx::Lock lock, parx::SharedValue<int> holding) {
+  lock.lock();
+  holding.set(1);
+  for (;;)
+    std::this_thread::sleep_for(std::chrono::seconds(1));
+}
+void squares(parx::SharedArray<double> a) {
+  for (std::size_t i = 0; i < a.size(); ++i)
+    a[i] = static_cast<double>(i * i);
+}
+
+PARX_REMOTE(fill_segment);
+PARX_REMOTE(add_many);
+PARX_REMOTE(hold_lock_forever);
+PARX_REMOTE(squares);
+
+namespace {
+
+using namespace std::chrono_literals;
+
+bool shm_exists(const std::string& name) {
+  struct stat st {};
+  return stat(("/dev/shm/" + name).c_str(), &st) == 0;
+}
+
+template <class P>
+bool eventually(P pred) {
+  for (int i = 0; i < 1000; ++i) {
+    if (pred()) return true;
+    std::this_thread::sleep_for(10ms);
+  }
+  return pred();
+}
+
+TEST(SharedMemory, CreateAttachPermissionsAndUnlink) {
+  std::string name;
+  {
+    auto seg = parx::SharedMemory::create(4096);
+    name = seg.name();
+    EXPECT_TRUE(seg.is_owner());
+    EXPECT_EQ(seg.size(), 4096u);
+    EXPECT_EQ(seg.data()[100], std::byte{0});  // zero-filled
+    seg.data()[0] = std::byte{42};
+    struct stat st {};
+    ASSERT_EQ(stat(("/dev/shm/" + name).c_str(), &st), 0);
+    EXPECT_EQ(st.st_mode & 0777, 0600u);  // private to the user
+    auto other = parx::SharedMemory::attach(name);
+    EXPECT_FALSE(other.is_owner());
+    EXPECT_EQ(other.data()[0], std::byte{42});
+    EXPECT_THROW(parx::SharedMemory::create(16, name), parx::Error);  // the name is taken
+  }
+  EXPECT_FALSE(shm_exists(name));  // the creator unlinked it
+  try {
+    parx::SharedMemory::attach(name);
+    FAIL();
+  } catch (const parx::Error& e) {
+    EXPECT_NE(std::string(e.what()).find(name), std::string::npos);
+  }
+  EXPECT_THROW(parx::SharedMemory::create(16, "a/b"), parx::InvalidArgument);
+  EXPECT_THROW(parx::SharedMemory::create(0), parx::InvalidArgument);
+}
+
+TEST(SharedMemory, AChildWritesTheParentReads) {
+  auto seg = parx::SharedMemory::create(1 << 16);
+  parx::Process p(fill_segment, seg, 7);
+  p.start();
+  p.join();
+  ASSERT_EQ(p.exitcode(), 0);
+  for (std::size_t i = 0; i < seg.size(); i += 997)
+    ASSERT_EQ(seg.data()[i], std::byte{7});
+}
+
+TEST(SharedValue, ManyProcessesNoLostUpdates) {
+  parx::SharedValue<long> counter(0);
+  std::vector<parx::Process> ps;
+  for (int i = 0; i < 8; ++i)
+    ps.emplace_back(add_many, counter, 50'000);
+  for (auto& p : ps)
+    p.start();
+  for (auto& p : ps) {
+    p.join();
+    EXPECT_EQ(p.exitcode(), 0);
+  }
+  EXPECT_EQ(counter.get(), 400'000);
+}
+
+TEST(SharedArray, FilledByAChild) {
+  parx::SharedArray<double> a(1000, -1.0);
+  EXPECT_EQ(a.load(999), -1.0);
+  parx::Process p(squares, a);
+  p.start();
+  p.join();
+  EXPECT_EQ(a.load(30), 900.0);
+  EXPECT_EQ(a[999], 998001.0);
+  EXPECT_THROW(a.load(1000), parx::InvalidArgument);
+  a.store(0, 5.0);
+  EXPECT_EQ(a[0], 5.0);
+}
+
+TEST(Lock, HolderKilledNextAcquirerIsToldNotHung) {
+  parx::Lock lock;
+  parx::SharedValue<int> holding(0);
+  parx::Process p(hold_lock_forever, lock, holding);
+  p.start();
+  ASSERT_TRUE(eventually([&] { return holding.get() == 1; }));
+  EXPECT_EQ(lock.acquire(50ms), parx::LockStatus::timed_out);  // held by the child
+  EXPECT_FALSE(lock.try_lock());
+  p.kill();
+  p.join();
+  EXPECT_EQ(lock.acquire(5s), parx::LockStatus::owner_died);
+  EXPECT_TRUE(lock.previous_owner_died());
+  lock.unlock();
+  EXPECT_EQ(lock.acquire(1s), parx::LockStatus::acquired);  // consistent again
+  EXPECT_FALSE(lock.previous_owner_died());
+  lock.unlock();
+}
+
+TEST(Lock, BetweenThreadsAndMisuse) {
+  parx::Lock lock;
+  long value = 0;
+  std::vector<std::thread> ts;
+  for (int t = 0; t < 4; ++t)
+    ts.emplace_back([&] {
+      for (int i = 0; i < 10'000; ++i) {
+        std::lock_guard g(lock);
+        ++value;
+      }
+    });
+  for (auto& t : ts)
+    t.join();
+  EXPECT_EQ(value, 40'000);
+  EXPECT_THROW(lock.unlock(), parx::InvalidState);  // not held
+  lock.lock();
+  EXPECT_THROW(lock.lock(), parx::InvalidState);  // already held by this thread
+  lock.unlock();
+}
+
+// The creator of a segment is SIGKILLed: the fork server unlinks what it left.
+TEST(SharedMemory, NothingLeftAfterCreatorIsSigkilled) {
+  int pipefd[2];
+  ASSERT_EQ(pipe(pipefd), 0);
+  std::vector<std::string> env_store;
+  for (char** e = environ; *e; ++e)
+    env_store.emplace_back(*e);
+  env_store.emplace_back("PARX_IPC_PARENT_MODE=1");
+  std::vector<char*> envp;
+  for (auto& e : env_store)
+    envp.push_back(e.data());
+  envp.push_back(nullptr);
+  char arg0[] = "test_ipc";
+  char* argv[] = {arg0, nullptr};
+  const pid_t parent = fork();
+  if (parent == 0) {
+    dup2(pipefd[1], 1);
+    execve("/proc/self/exe", argv, envp.data());
+    _exit(127);
+  }
+  close(pipefd[1]);
+  char name[128] = {};
+  FILE* in = fdopen(pipefd[0], "r");
+  ASSERT_EQ(std::fscanf(in, "%127s", name), 1);
+  fclose(in);
+  ASSERT_TRUE(shm_exists(name));
+  kill(parent, SIGKILL);
+  waitpid(parent, nullptr, 0);
+  EXPECT_TRUE(eventually([&] { return !shm_exists(name); })) << name << " leaked in /dev/shm";
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (std::getenv("PARX_IPC_PARENT_MODE")) {
+    parx::init(argc, argv);
+    auto seg = parx::SharedMemory::create(1 << 20);
+    parx::Lock lock;  // its segment too
+    lock.lock();
+    lock.unlock();
+    std::printf("%s\n", seg.name().c_str());
+    std::fflush(stdout);
+    pause();
+    return 0;
+  }
+  parx::init(argc, argv);
+  ::testing::InitGoogleTest(&argc, argv);
+  return RUN_ALL_TESTS();
+}
