@@ -160,6 +160,11 @@ ssize_t recv_msg(int fd, std::vector<std::byte>& buf, int& got_fd) {
   // The parent's death arrives as SIGTERM through the signalfd (not as SIGKILL), so the server
   // can still kill its children and unlink the parent's shared-memory segments: nothing leaks
   // even when the parent is SIGKILLed.
+  // Whatever the launcher left (a shell or test runner may start us with SIGTERM or SIGCHLD set to
+  // SIG_IGN): an ignored SIGTERM would be discarded even while blocked, and an ignored SIGCHLD
+  // would auto-reap children, losing their exit status.
+  signal(SIGTERM, SIG_DFL);
+  signal(SIGCHLD, SIG_DFL);
   sigset_t sigs;
   sigemptyset(&sigs);
   sigaddset(&sigs, SIGCHLD);
@@ -167,20 +172,47 @@ ssize_t recv_msg(int fd, std::vector<std::byte>& buf, int& got_fd) {
   sigprocmask(SIG_BLOCK, &sigs, nullptr);
   const int sig_fd = signalfd(-1, &sigs, SFD_CLOEXEC | SFD_NONBLOCK);
   prctl(PR_SET_PDEATHSIG, SIGTERM);
-  if (getppid() != parent) _exit(0);  // the parent died before we armed PDEATHSIG
   prctl(PR_SET_NAME, "parx-forksrv");
   setpgid(0, 0);  // Ctrl-C at the terminal reaches the parent, which stops its pools in order
   std::set<pid_t> children;
   std::set<std::string> segments;
+  auto watch = [&](const Header& h, const std::vector<std::byte>& msg, std::size_t n) {
+    std::string name(reinterpret_cast<const char*>(msg.data()) + sizeof(Header),
+                     n - sizeof(Header));
+    if (h.kind == Msg::WatchShm) {
+      segments.insert(std::move(name));
+    } else {
+      segments.erase(name);
+    }
+  };
   auto parent_gone = [&] {
+    // Messages the parent sent before dying are still queued (a segment it registered a moment
+    // before being killed): read them all before cleaning up. No new process is started.
+    std::vector<std::byte> msg(sizeof(Header) + kInlineArgs);
+    for (;;) {
+      const ssize_t n = recv(fd, msg.data(), msg.size(), MSG_DONTWAIT);
+      if (n <= 0) break;
+      if (static_cast<std::size_t>(n) < sizeof(Header)) continue;
+      Header h;
+      std::memcpy(&h, msg.data(), sizeof h);
+      if (h.kind == Msg::WatchShm || h.kind == Msg::UnwatchShm)
+        watch(h, msg, static_cast<std::size_t>(n));
+    }
     for (pid_t c : children)
       kill(c, SIGKILL);
     for (const auto& name : segments)
       shm_unlink(name.c_str());
     segments.clear();
   };
+
   std::vector<std::byte> buf(sizeof(Header) + kInlineArgs);
   bool parent_alive = true;
+  // Under load the server can start so late that the parent has already registered segments and
+  // died before PDEATHSIG was armed (no signal will come): clean up from the queued messages.
+  if (getppid() != parent) {
+    parent_alive = false;
+    parent_gone();
+  }
   while (parent_alive || !children.empty()) {
     // Once the parent is gone only the children matter: stop watching the closed socket.
     pollfd fds[2] = {{parent_alive ? fd : -1, POLLIN, 0}, {sig_fd, POLLIN, 0}};
@@ -227,13 +259,7 @@ ssize_t recv_msg(int fd, std::vector<std::byte>& buf, int& got_fd) {
         Header r{Msg::Spawned, 0, h.request, 0, child > 0 ? child : -errno, child, 0};
         send_msg(fd, r, {});
       } else if (h.kind == Msg::WatchShm || h.kind == Msg::UnwatchShm) {
-        std::string name(reinterpret_cast<const char*>(buf.data()) + sizeof(Header),
-                         static_cast<std::size_t>(n) - sizeof(Header));
-        if (h.kind == Msg::WatchShm) {
-          segments.insert(std::move(name));
-        } else {
-          segments.erase(name);
-        }
+        watch(h, buf, static_cast<std::size_t>(n));
       } else if (h.kind == Msg::Signal) {
         if (children.count(static_cast<pid_t>(h.pid)))
           kill(static_cast<pid_t>(h.pid), static_cast<int>(h.value));
