@@ -34,6 +34,24 @@ void futex_wake(const std::atomic<std::uint32_t>* word, int count) noexcept {
           nullptr, nullptr, 0);
 }
 
+void futex_wait_shared(const std::atomic<std::uint32_t>* word, std::uint32_t expected,
+                       std::int64_t timeout_ns) noexcept {
+  timespec ts{};
+  timespec* tsp = nullptr;
+  if (timeout_ns >= 0) {
+    ts.tv_sec = static_cast<time_t>(timeout_ns / 1'000'000'000);
+    ts.tv_nsec = static_cast<long>(timeout_ns % 1'000'000'000);
+    tsp = &ts;
+  }
+  syscall(SYS_futex, reinterpret_cast<const std::uint32_t*>(word), FUTEX_WAIT, expected, tsp,
+          nullptr, 0);
+}
+
+void futex_wake_shared(const std::atomic<std::uint32_t>* word, int count) noexcept {
+  syscall(SYS_futex, reinterpret_cast<const std::uint32_t*>(word), FUTEX_WAKE, count, nullptr,
+          nullptr, 0);
+}
+
 // ---- helping ----------------------------------------------------------------------------------
 
 namespace {

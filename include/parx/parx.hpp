@@ -15,6 +15,7 @@
 #include "parx/lock.hpp"
 #include "parx/observe/events.hpp"
 #include "parx/process.hpp"
+#include "parx/queue.hpp"
 #include "parx/range.hpp"
 #include "parx/remote.hpp"
 #include "parx/shared_memory.hpp"

@@ -25,6 +25,10 @@ void futex_wait(const std::atomic<std::uint32_t>* word, std::uint32_t expected,
                 std::int64_t timeout_ns = -1) noexcept;
 // Wakes up to `count` threads blocked in futex_wait on `word`.
 void futex_wake(const std::atomic<std::uint32_t>* word, int count) noexcept;
+// The same for words in memory shared between processes (no FUTEX_PRIVATE_FLAG).
+void futex_wait_shared(const std::atomic<std::uint32_t>* word, std::uint32_t expected,
+                       std::int64_t timeout_ns = -1) noexcept;
+void futex_wake_shared(const std::atomic<std::uint32_t>* word, int count) noexcept;
 
 // Monotonic clock in nanoseconds (steady_clock).
 inline std::int64_t now_ns() noexcept {
