@@ -142,6 +142,11 @@ bool ByteQueue::put(std::span<const std::byte> msg, std::int64_t timeout_ns) {
 }
 
 bool ByteQueue::get(Bytes& out, std::int64_t timeout_ns) {
+  return get_view([&](std::span<const std::byte> m) { out.assign(m.begin(), m.end()); }, out,
+                  timeout_ns);
+}
+
+bool ByteQueue::get_view_impl(View view, void* ctx, Bytes& scratch, std::int64_t timeout_ns) {
   // A short spin before taking the lock: a producer is often only microseconds behind, and
   // waking a sleeping process costs tens of them.
   if (timeout_ns != 0) {
@@ -165,8 +170,14 @@ bool ByteQueue::get(Bytes& out, std::int64_t timeout_ns) {
     if (len > cap_ - kLenBytes || padded(kLenBytes + len) > h_->tail - h_->head)
       throw Error("parx::Queue: the shared ring is corrupt (message length " + std::to_string(len) +
                   ")");
-    out.resize(static_cast<std::size_t>(len));
-    copy_out(h_->head + kLenBytes, out.data(), static_cast<std::size_t>(len));
+    const std::uint64_t at = (h_->head + kLenBytes) % cap_;
+    if (at + len <= cap_) {
+      view(ctx, std::span<const std::byte>(ring_ + at, static_cast<std::size_t>(len)));  // in place
+    } else {
+      scratch.resize(static_cast<std::size_t>(len));  // wraps around the ring's end: copy once
+      copy_out(h_->head + kLenBytes, scratch.data(), static_cast<std::size_t>(len));
+      view(ctx, std::span<const std::byte>(scratch.data(), scratch.size()));
+    }
     h_->head += padded(kLenBytes + len);
     --h_->count;
     h_->count_hint.store(h_->count, std::memory_order_release);

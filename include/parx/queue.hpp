@@ -17,7 +17,8 @@
 //     loses nothing either (the message stays until a get completes).
 //   * Passed to a parx::Process the queue travels as its segment's name; both sides use the same
 //     queue. The ring is sparse shared memory: capacity costs address space, not memory, until
-//     used. Default capacity: 64 MiB.
+//     used. Default capacity: 8 MiB (it stays in the cache; pass a larger capacity for messages
+//     bigger than that).
 //   * JoinableQueue adds task_done() and join(): join returns once every item put has been
 //     marked done.
 //
@@ -32,9 +33,11 @@
 
 #include <chrono>
 #include <cstdint>
+#include <exception>
 #include <memory>
 #include <optional>
 #include <span>
+#include <type_traits>
 
 #include "parx/codec.hpp"
 #include "parx/lock.hpp"
@@ -52,7 +55,9 @@ namespace detail {
 // The untyped queue in shared memory that Queue<T> encodes into.
 class ByteQueue {
  public:
-  static constexpr std::size_t kDefaultCapacity = std::size_t{64} << 20;
+  // 8 MiB: big enough to buffer several large messages, small enough to stay in the cache
+  // (a 64 MiB ring moved 1 MiB messages at 4.3 GB/s, an 8 MiB one at 7.5 GB/s).
+  static constexpr std::size_t kDefaultCapacity = std::size_t{8} << 20;
 
   ByteQueue(std::size_t maxsize, std::size_t capacity_bytes);
   explicit ByteQueue(std::shared_ptr<SharedMemory> attach);
@@ -60,6 +65,24 @@ class ByteQueue {
   // timeout_ns < 0: wait for ever; 0: do not wait. false: timed out / would block.
   bool put(std::span<const std::byte> msg, std::int64_t timeout_ns);
   bool get(Bytes& out, std::int64_t timeout_ns);
+  // Takes the next message and hands its bytes to `use` before the space is released: decoding
+  // straight from the ring when the message is contiguous saves a copy. The message is consumed
+  // even if `use` throws (the exception is rethrown).
+  template <class F>
+  bool get_with(F&& use, Bytes& scratch, std::int64_t timeout_ns) {
+    std::exception_ptr err;
+    const bool got = get_view(
+        [&](std::span<const std::byte> msg) noexcept {
+          try {
+            use(msg);
+          } catch (...) {
+            err = std::current_exception();
+          }
+        },
+        scratch, timeout_ns);
+    if (err) std::rethrow_exception(err);
+    return got;
+  }
   void close();
   std::size_t size() const;
   std::size_t maxsize() const;
@@ -71,6 +94,16 @@ class ByteQueue {
   struct Header;
   static std::size_t header_offset() noexcept;
   void bind(bool create, std::size_t maxsize, std::size_t capacity);
+  using View = void (*)(void* ctx, std::span<const std::byte> msg);
+  template <class F>
+  bool get_view(F&& f, Bytes& scratch, std::int64_t timeout_ns) {
+    return get_view_impl(
+        [](void* c, std::span<const std::byte> m) {
+          (*static_cast<std::remove_reference_t<F>*>(c))(m);
+        },
+        &f, scratch, timeout_ns);
+  }
+  bool get_view_impl(View view, void* ctx, Bytes& scratch, std::int64_t timeout_ns);
   void copy_in(std::uint64_t pos, const void* src, std::size_t n) noexcept;
   void copy_out(std::uint64_t pos, void* dst, std::size_t n) const noexcept;
 
@@ -97,30 +130,34 @@ class Queue {
                  std::size_t capacity_bytes = detail::ByteQueue::kDefaultCapacity)
       : q_(std::make_shared<detail::ByteQueue>(maxsize, capacity_bytes)) {}
 
-  void put(const T& v) { (void)q_->put(parx::encode(v), -1); }
+  void put(const T& v) { (void)q_->put(encoded(v), -1); }
   template <class Rep, class Period>
   void put(const T& v, std::chrono::duration<Rep, Period> timeout) {
-    if (!q_->put(parx::encode(v), detail::to_ns(timeout)))
+    if (!q_->put(encoded(v), detail::to_ns(timeout)))
       throw TimeoutError("parx::TimeoutError: Queue::put: the queue stayed full");
   }
-  bool try_put(const T& v) { return q_->put(parx::encode(v), 0); }
+  bool try_put(const T& v) { return q_->put(encoded(v), 0); }
 
   T get() {
-    Bytes b;
-    (void)q_->get(b, -1);
-    return parx::decode<T>(b);
+    std::optional<T> v;
+    (void)q_->get_with([&](std::span<const std::byte> m) { v.emplace(parx::decode<T>(m)); },
+                       scratch(), -1);
+    return std::move(*v);
   }
   template <class Rep, class Period>
   T get(std::chrono::duration<Rep, Period> timeout) {
-    Bytes b;
-    if (!q_->get(b, detail::to_ns(timeout)))
+    std::optional<T> v;
+    if (!q_->get_with([&](std::span<const std::byte> m) { v.emplace(parx::decode<T>(m)); },
+                      scratch(), detail::to_ns(timeout)))
       throw TimeoutError("parx::TimeoutError: Queue::get: the queue stayed empty");
-    return parx::decode<T>(b);
+    return std::move(*v);
   }
   std::optional<T> try_get() {
-    Bytes b;
-    if (!q_->get(b, 0)) return std::nullopt;
-    return parx::decode<T>(b);
+    std::optional<T> v;
+    if (!q_->get_with([&](std::span<const std::byte> m) { v.emplace(parx::decode<T>(m)); },
+                      scratch(), 0))
+      return std::nullopt;
+    return v;
   }
 
   void close() { q_->close(); }
@@ -132,6 +169,19 @@ class Queue {
   const std::shared_ptr<SharedMemory>& segment() const noexcept { return q_->segment(); }
 
  protected:
+  // Per-thread buffers reused across messages: a fresh megabyte per message would cost more in
+  // page faults than the copy itself.
+  static std::span<const std::byte> encoded(const T& v) {
+    thread_local Encoder e(4096);
+    e.clear();
+    e.put(v);
+    return e.bytes();
+  }
+  static Bytes& scratch() {
+    thread_local Bytes b;
+    return b;
+  }
+
   friend struct Codec<Queue<T>>;
   explicit Queue(std::shared_ptr<detail::ByteQueue> q) : q_(std::move(q)) {}
   std::shared_ptr<detail::ByteQueue> q_;
