@@ -44,6 +44,28 @@ void squares(parx::SharedArray<double> a) {
     a[i] = static_cast<double>(i * i);
 }
 
+void wait_then_mark(parx::Event go, parx::SharedValue<int> mark) {
+  if (go.wait(std::chrono::seconds(10))) mark.set(1);
+}
+void limited_section(parx::Semaphore slots, parx::SharedValue<int> active,
+                     parx::SharedValue<int> peak) {
+  slots.acquire();
+  {
+    std::lock_guard g(active.get_lock());
+    active.ref() += 1;
+    std::lock_guard g2(peak.get_lock());
+    if (active.ref() > peak.ref()) peak.ref() = active.ref();
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  {
+    std::lock_guard g(active.get_lock());
+    active.ref() -= 1;
+  }
+  slots.release();
+}
+
+PARX_REMOTE(wait_then_mark);
+PARX_REMOTE(limited_section);
 PARX_REMOTE(fill_segment);
 PARX_REMOTE(add_many);
 PARX_REMOTE(hold_lock_forever);
@@ -170,6 +192,53 @@ TEST(Lock, BetweenThreadsAndMisuse) {
   EXPECT_THROW(lock.lock(), parx::InvalidState);  // already held by this thread
   lock.unlock();
 #endif
+}
+
+TEST(Event, WakesAProcessAndTimesOut) {
+  parx::Event go;
+  EXPECT_FALSE(go.is_set());
+  EXPECT_FALSE(go.wait(30ms));
+  parx::SharedValue<int> mark(0);
+  parx::Process p(wait_then_mark, go, mark);
+  p.start();
+  std::this_thread::sleep_for(20ms);
+  EXPECT_EQ(mark.get(), 0);  // still waiting
+  go.set();
+  p.join();
+  EXPECT_EQ(mark.get(), 1);
+  EXPECT_TRUE(go.wait(0ms));
+  go.clear();
+  EXPECT_FALSE(go.is_set());
+}
+
+TEST(Semaphore, LimitsConcurrencyAcrossProcesses) {
+  parx::Semaphore slots(2);
+  parx::SharedValue<int> active(0), peak(0);
+  std::vector<parx::Process> ps;
+  for (int i = 0; i < 6; ++i)
+    ps.emplace_back(limited_section, slots, active, peak);
+  for (auto& p : ps)
+    p.start();
+  for (auto& p : ps) {
+    p.join();
+    EXPECT_EQ(p.exitcode(), 0);
+  }
+  EXPECT_LE(peak.get(), 2);
+  EXPECT_GE(peak.get(), 1);
+  EXPECT_EQ(slots.value(), 2u);
+}
+
+TEST(Semaphore, TimeoutsAndBounds) {
+  parx::Semaphore none(0);
+  EXPECT_FALSE(none.acquire(30ms));
+  EXPECT_FALSE(none.try_acquire());
+  none.release();
+  EXPECT_TRUE(none.acquire(1s));
+  parx::BoundedSemaphore b(1);
+  EXPECT_THROW(b.release(), parx::InvalidState);  // above its initial value
+  EXPECT_TRUE(b.try_acquire());
+  b.release();
+  EXPECT_EQ(b.value(), 1u);
 }
 
 // The creator of a segment is SIGKILLed: the fork server unlinks what it left.

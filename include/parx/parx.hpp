@@ -9,6 +9,7 @@
 
 #include "parx/codec.hpp"
 #include "parx/errors.hpp"
+#include "parx/event.hpp"
 #include "parx/executor.hpp"
 #include "parx/future.hpp"
 #include "parx/init.hpp"
