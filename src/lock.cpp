@@ -24,6 +24,7 @@ struct RobustMutex {
 }  // namespace detail
 
 struct Lock::Impl {
+  bool recursive = false;
   std::once_flag once;
   std::shared_ptr<SharedMemory> seg;
   std::size_t offset = 0;
@@ -38,7 +39,7 @@ struct Lock::Impl {
       pthread_mutexattr_init(&a);
       pthread_mutexattr_setpshared(&a, PTHREAD_PROCESS_SHARED);
       pthread_mutexattr_setrobust(&a, PTHREAD_MUTEX_ROBUST);
-      pthread_mutexattr_settype(&a, PTHREAD_MUTEX_ERRORCHECK);
+      pthread_mutexattr_settype(&a, recursive ? PTHREAD_MUTEX_RECURSIVE : PTHREAD_MUTEX_ERRORCHECK);
       const int rc = pthread_mutex_init(&m->m, &a);
       pthread_mutexattr_destroy(&a);
       if (rc != 0) throw Error(std::string("parx::Lock: pthread_mutex_init: ") + std::strerror(rc));
@@ -51,6 +52,10 @@ struct Lock::Impl {
 };
 
 Lock::Lock() : impl_(std::make_shared<Impl>()) {}
+
+Lock::Lock(Recursive) : impl_(std::make_shared<Impl>()) {
+  impl_->recursive = true;
+}
 
 Lock::Lock(std::shared_ptr<SharedMemory> segment, std::size_t offset, bool create)
     : impl_(std::make_shared<Impl>()) {

@@ -64,6 +64,22 @@ void limited_section(parx::Semaphore slots, parx::SharedValue<int> active,
   slots.release();
 }
 
+void advance_stage(parx::Condition cond, parx::SharedValue<int> stage) {
+  std::this_thread::sleep_for(std::chrono::milliseconds(30));
+  std::lock_guard g(cond.lock());
+  stage.ref() = 2;
+  cond.notify_all();
+}
+void hold_rlock_twice_forever(parx::RLock lock, parx::SharedValue<int> holding) {
+  lock.lock();
+  lock.lock();  // reentrant
+  holding.set(1);
+  for (;;)
+    std::this_thread::sleep_for(std::chrono::seconds(1));
+}
+
+PARX_REMOTE(advance_stage);
+PARX_REMOTE(hold_rlock_twice_forever);
 PARX_REMOTE(wait_then_mark);
 PARX_REMOTE(limited_section);
 PARX_REMOTE(fill_segment);
@@ -239,6 +255,41 @@ TEST(Semaphore, TimeoutsAndBounds) {
   EXPECT_TRUE(b.try_acquire());
   b.release();
   EXPECT_EQ(b.value(), 1u);
+}
+
+TEST(Condition, WaitForAChangeMadeByAnotherProcess) {
+  parx::Condition cond;
+  parx::SharedValue<int> stage(0);
+  parx::Process p(advance_stage, cond, stage);
+  p.start();
+  {
+    std::unique_lock g(cond.lock());
+    EXPECT_TRUE(
+        cond.wait_for([&] { return stage.ref() == 2; }, 10s));  // lock released while asleep
+    EXPECT_EQ(stage.ref(), 2);
+    EXPECT_FALSE(cond.wait_for([&] { return stage.ref() == 3; }, 30ms));  // times out
+  }
+  p.join();
+  EXPECT_EQ(p.exitcode(), 0);
+}
+
+TEST(RLock, ReentrantAndRobust) {
+  parx::RLock lock;
+  lock.lock();
+  lock.lock();  // the holder may re-acquire
+  lock.unlock();
+  lock.unlock();
+  parx::SharedValue<int> holding(0);
+  parx::Process p(hold_rlock_twice_forever, lock, holding);
+  p.start();
+  ASSERT_TRUE(eventually([&] { return holding.get() == 1; }));
+  EXPECT_EQ(lock.acquire(30ms), parx::LockStatus::timed_out);
+  p.kill();
+  p.join();
+  EXPECT_EQ(lock.acquire(5s), parx::LockStatus::owner_died);  // held twice by a dead process
+  lock.unlock();
+  EXPECT_EQ(lock.acquire(1s), parx::LockStatus::acquired);
+  lock.unlock();
 }
 
 // The creator of a segment is SIGKILLed: the fork server unlinks what it left.

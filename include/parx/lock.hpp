@@ -68,12 +68,28 @@ class Lock {
   // Bytes a lock occupies in a segment (for layouts that embed one).
   static std::size_t footprint() noexcept;
 
+ protected:
+  struct Recursive {};
+  explicit Lock(Recursive);
+
  private:
   struct Impl;
   detail::RobustMutex* mutex() const;
   LockStatus acquire_ns(long long timeout_ns);
   std::shared_ptr<Impl> impl_;
   bool owner_died_ = false;
+};
+
+// A reentrant Lock (Python's RLock): the holding thread may acquire it again; it is free once
+// released as many times. Robust like Lock: a holder that dies gives the next acquirer
+// LockStatus::owner_died.
+class RLock : public Lock {
+ public:
+  RLock() : Lock(Recursive{}) {}
+
+ private:
+  friend struct Codec<RLock>;
+  explicit RLock(Lock&& l) : Lock(std::move(l)) {}
 };
 
 template <>
@@ -93,6 +109,13 @@ struct Codec<Lock> {
     return Lock(std::move(seg), static_cast<std::size_t>(off), false);
   }
   static void decode(Decoder& d, Lock& l) { l = make(d); }
+};
+
+template <>
+struct Codec<RLock> {
+  static void encode(Encoder& e, const RLock& l) { Codec<Lock>::encode(e, l); }
+  static RLock make(Decoder& d) { return RLock(Codec<Lock>::make(d)); }
+  static void decode(Decoder& d, RLock& l) { l = make(d); }
 };
 
 }  // namespace parx

@@ -8,6 +8,7 @@
 #pragma once
 
 #include "parx/codec.hpp"
+#include "parx/condition.hpp"
 #include "parx/errors.hpp"
 #include "parx/event.hpp"
 #include "parx/executor.hpp"
