@@ -8,6 +8,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <parx/barrier.hpp>
 #include <parx/detail/fork_server.hpp>
 #include <parx/parx.hpp>
 #include <parx/shared_value.hpp>
@@ -78,6 +79,23 @@ void hold_rlock_twice_forever(parx::RLock lock, parx::SharedValue<int> holding) 
     std::this_thread::sleep_for(std::chrono::seconds(1));
 }
 
+void rounds_until_broken(parx::Barrier b, parx::SharedValue<int> broken) {
+  try {
+    for (int i = 0; i < 1000; ++i)
+      b.wait(std::chrono::seconds(30));
+  } catch (const parx::BrokenBarrier&) {
+    std::lock_guard g(broken.get_lock());
+    broken.ref() += 1;
+  }
+}
+void one_round_then_sleep(parx::Barrier b) {
+  b.wait();
+  for (;;)
+    std::this_thread::sleep_for(std::chrono::seconds(1));
+}
+
+PARX_REMOTE(rounds_until_broken);
+PARX_REMOTE(one_round_then_sleep);
 PARX_REMOTE(advance_stage);
 PARX_REMOTE(hold_rlock_twice_forever);
 PARX_REMOTE(wait_then_mark);
@@ -290,6 +308,57 @@ TEST(RLock, ReentrantAndRobust) {
   lock.unlock();
   EXPECT_EQ(lock.acquire(1s), parx::LockStatus::acquired);
   lock.unlock();
+}
+
+TEST(Barrier, RoundsAcrossThreads) {
+  parx::Barrier b(4);
+  EXPECT_EQ(b.parties(), 4u);
+  std::atomic<int> passed{0};
+  std::vector<std::thread> ts;
+  for (int t = 0; t < 4; ++t)
+    ts.emplace_back([copy = b, &passed]() mutable {  // each party its own handle
+      for (int r = 0; r < 50; ++r) {
+        const auto idx = copy.wait(10s);
+        EXPECT_LT(idx, 4u);
+        passed.fetch_add(1);
+      }
+    });
+  for (auto& t : ts)
+    t.join();
+  EXPECT_EQ(passed.load(), 200);
+  EXPECT_FALSE(b.broken());
+}
+
+TEST(Barrier, APartyDiesTheOthersGetAnErrorNotAHang) {
+  parx::Barrier b(3);
+  parx::SharedValue<int> broken(0);
+  parx::Process p1(rounds_until_broken, b, broken), p2(rounds_until_broken, b, broken);
+  parx::Process dies(one_round_then_sleep, b);
+  p1.start();
+  p2.start();
+  dies.start();
+  std::this_thread::sleep_for(100ms);  // round 1 completes; round 2 waits for the sleeper
+  dies.kill();
+  dies.join();
+  EXPECT_TRUE(p1.join(10s));
+  EXPECT_TRUE(p2.join(10s));
+  EXPECT_EQ(broken.get(), 2);  // both survivors were told
+  EXPECT_TRUE(b.broken());
+}
+
+TEST(Barrier, TimeoutAbortAndReset) {
+  parx::Barrier b(2);
+  EXPECT_THROW(b.wait(30ms), parx::BrokenBarrier);  // the other party never comes
+  EXPECT_TRUE(b.broken());
+  EXPECT_THROW(b.wait(), parx::BrokenBarrier);
+  b.reset();
+  EXPECT_FALSE(b.broken());
+  parx::Barrier other = b;
+  std::thread t([&] { EXPECT_THROW(other.wait(10s), parx::BrokenBarrier); });
+  std::this_thread::sleep_for(20ms);
+  b.abort();
+  t.join();
+  EXPECT_THROW(parx::Barrier(0), parx::InvalidArgument);
 }
 
 // The creator of a segment is SIGKILLed: the fork server unlinks what it left.

@@ -7,6 +7,7 @@
 //   (errors.hpp)
 #pragma once
 
+#include "parx/barrier.hpp"
 #include "parx/codec.hpp"
 #include "parx/condition.hpp"
 #include "parx/errors.hpp"
