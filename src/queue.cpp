@@ -199,6 +199,22 @@ void ByteQueue::close() {
   futex_wake_shared(&h_->space_seq, INT_MAX);
 }
 
+bool ByteQueue::ready() const noexcept {
+  return h_->count_hint.load(std::memory_order_acquire) > 0 || h_->closed;
+}
+
+bool ByteQueue::wait_ready(std::int64_t timeout_ns) {
+  if (ready()) return true;
+  const std::int64_t deadline = deadline_of(timeout_ns);
+  std::unique_lock lk(lock_);
+  for (;;) {
+    if (h_->count > 0 || h_->closed) return true;
+    if (timeout_ns == 0) return false;
+    const std::uint32_t seen = h_->items_seq.load(std::memory_order_acquire);
+    if (!wait_on(lock_, h_->items_seq, seen, h_->getters, deadline)) return false;
+  }
+}
+
 std::size_t ByteQueue::size() const {
   std::unique_lock lk(lock_);
   return static_cast<std::size_t>(h_->count);

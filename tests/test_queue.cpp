@@ -64,6 +64,19 @@ void work_items(parx::JoinableQueue<int> q, parx::SharedValue<long> total) {
   }
 }
 
+void echo(parx::Connection c) {
+  try {
+    for (;;)
+      c.send(c.recv<std::string>() + "!");
+  } catch (const parx::QueueClosed&) {
+  }
+}
+void nap_ms(int ms) {
+  std::this_thread::sleep_for(std::chrono::milliseconds(ms));
+}
+
+PARX_REMOTE(echo);
+PARX_REMOTE(nap_ms);
 PARX_REMOTE(produce);
 PARX_REMOTE(consume);
 PARX_REMOTE(put_forever);
@@ -206,6 +219,51 @@ TEST(JoinableQueue, JoinWaitsForTaskDone) {
     w.join();
   EXPECT_TRUE(q.join(1s));
   EXPECT_THROW(q.task_done(), parx::InvalidState);
+}
+
+TEST(Pipe, DuplexRequestReplyAcrossProcesses) {
+  auto [mine, theirs] = parx::make_pipe();
+  parx::Process server(echo, theirs);
+  server.start();
+  for (int i = 0; i < 1000; ++i) {
+    mine.send(std::to_string(i));
+    ASSERT_EQ(mine.recv<std::string>(5s), std::to_string(i) + "!");
+  }
+  mine.close();  // the server's recv sees QueueClosed and it returns
+  EXPECT_TRUE(server.join(10s));
+  EXPECT_EQ(server.exitcode(), 0);
+}
+
+TEST(Pipe, SimplexBytesPollAndTimeouts) {
+  auto [r, w] = parx::make_pipe(/*duplex=*/false);
+  EXPECT_TRUE(r.readable());
+  EXPECT_FALSE(r.writable());
+  EXPECT_THROW(r.send(1), parx::InvalidState);
+  EXPECT_THROW(w.recv<int>(), parx::InvalidState);
+  EXPECT_FALSE(r.poll());
+  EXPECT_FALSE(r.poll(30ms));
+  EXPECT_THROW(r.recv<int>(30ms), parx::TimeoutError);
+  const std::byte raw[3] = {std::byte{1}, std::byte{2}, std::byte{3}};
+  w.send_bytes(raw);
+  EXPECT_TRUE(r.poll(1s));
+  auto got = r.recv_bytes();
+  ASSERT_EQ(got.size(), 3u);
+  EXPECT_EQ(got[2], std::byte{3});
+}
+
+TEST(WaitReady, PipesQueuesAndProcesses) {
+  auto [r, w] = parx::make_pipe(false);
+  parx::Queue<int> q;
+  parx::Process p(nap_ms, 50);
+  p.start();
+  EXPECT_TRUE(parx::wait_ready({r, q, p}, 10ms).empty());  // nothing yet
+  auto ready = parx::wait_ready({r, q, p}, 10s);           // the process exits first
+  EXPECT_EQ(ready, (std::vector<std::size_t>{2}));
+  q.put(1);
+  w.send(2);
+  ready = parx::wait_ready({r, q}, 1s);
+  EXPECT_EQ(ready, (std::vector<std::size_t>{0, 1}));
+  p.join();
 }
 
 }  // namespace

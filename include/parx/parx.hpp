@@ -17,6 +17,7 @@
 #include "parx/init.hpp"
 #include "parx/lock.hpp"
 #include "parx/observe/events.hpp"
+#include "parx/pipe.hpp"
 #include "parx/process.hpp"
 #include "parx/queue.hpp"
 #include "parx/range.hpp"

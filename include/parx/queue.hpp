@@ -84,6 +84,10 @@ class ByteQueue {
     return got;
   }
   void close();
+  // Waits until a get would not block (a message is queued, or the queue is closed); false if
+  // the timeout passed first. Takes nothing.
+  bool wait_ready(std::int64_t timeout_ns);
+  bool ready() const noexcept;
   std::size_t size() const;
   std::size_t maxsize() const;
   void task_done();
@@ -164,6 +168,8 @@ class Queue {
   // Items queued now (exact at the moment of the call; may change at once).
   std::size_t qsize() const { return q_->size(); }
   bool empty() const { return qsize() == 0; }
+  // True if a get would not block now (a message is queued, or the queue is closed).
+  bool ready() const noexcept { return q_->ready(); }
   std::size_t maxsize() const { return q_->maxsize(); }
 
   const std::shared_ptr<SharedMemory>& segment() const noexcept { return q_->segment(); }
