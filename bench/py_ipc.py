@@ -45,7 +45,32 @@ def run_pipe(n, big):
     return dt
 
 
+def lock_loop(lock, n):
+    for _ in range(n):
+        lock.acquire()
+        lock.release()
+
+
+def run_locks():
+    lock = mp.Lock()
+    n = 1_000_000
+    t0 = time.perf_counter()
+    for _ in range(n):
+        lock.acquire()
+        lock.release()
+    print(f"py_lock_uncontended ns_per_pair {(time.perf_counter() - t0) / n * 1e9:.1f}")
+    m = 200_000
+    ps = [mp.Process(target=lock_loop, args=(lock, m)) for _ in range(2)]
+    t0 = time.perf_counter()
+    for p in ps:
+        p.start()
+    for p in ps:
+        p.join()
+    print(f"py_lock_contended ns_per_pair {(time.perf_counter() - t0) / (2 * m) * 1e9:.1f}")
+
+
 if __name__ == "__main__":
+    run_locks()
     for name, fn in (("py_queue", lambda n, b: run_queue(mp.Queue, n, b)),
                      ("py_simplequeue", lambda n, b: run_queue(mp.SimpleQueue, n, b)),
                      ("py_pipe", run_pipe)):

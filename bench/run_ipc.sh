@@ -29,15 +29,27 @@ for line in open(sys.argv[1]):
 m = {k: statistics.median(v) for k, v in vals.items()}
 reps = min(len(v) for v in vals.values())
 print(f"medians of {reps} alternating runs; producer process -> consumer process; no pinning\n")
-print("| case | parx::Queue | Python | ratio (Python / parx time) |")
+print("| case | parx::Queue | peer | ratio (peer time / parx time) |")
 print("|---|---|---|---|")
 ps = m[("parx_queue_small", "us_per_msg")]
 pb = m[("parx_queue_1mib", "us_per_msg")]
 for py in ("py_queue", "py_simplequeue", "py_pipe"):
     qs = m[(py + "_small", "us_per_msg")]
     print(f"| small messages, vs {py[3:]} | {ps:.3f} µs/msg | {qs:.2f} µs/msg | {qs / ps:.1f} |")
+bs = m[("boost_mq_small", "us_per_msg")]
+print(f"| small messages, vs Boost.Interprocess message_queue | {ps:.3f} µs/msg | {bs:.3f} µs/msg | {bs / ps:.1f} |")
 for py in ("py_queue", "py_simplequeue", "py_pipe"):
     qb = m[(py + "_1mib", "us_per_msg")]
     print(f"| 1 MiB messages, vs {py[3:]} | {m[('parx_queue_1mib', 'GB_per_s')]:.2f} GB/s | "
           f"{m[(py + '_1mib', 'GB_per_s')]:.2f} GB/s | {qb / pb:.1f} |")
+bb = m[("boost_mq_1mib", "us_per_msg")]
+print(f"| 1 MiB messages, vs Boost.Interprocess message_queue | {m[('parx_queue_1mib', 'GB_per_s')]:.2f} GB/s | "
+      f"{m[('boost_mq_1mib', 'GB_per_s')]:.2f} GB/s | {bb / pb:.1f} |")
+print("\n| lock acquire+release | parx::Lock | Python multiprocessing.Lock | ratio (Python / parx time) |")
+print("|---|---|---|---|")
+for case in ("uncontended", "contended"):
+    pl = m[(f"parx_lock_{case}", "ns_per_pair")]
+    yl = m[(f"py_lock_{case}", "ns_per_pair")]
+    label = "one process" if case == "uncontended" else "two processes contending"
+    print(f"| {label} | {pl:.0f} ns | {yl:.0f} ns | {yl / pl:.1f} |")
 PY

@@ -6,7 +6,8 @@ set -euo pipefail
 packages=(
   g++ cmake ninja-build ccache pkg-config   # toolchain
   libgtest-dev libgmock-dev                 # tests
-  libbenchmark-dev libtbb-dev libcereal-dev # benchmark peers (oneTBB, cereal), not dependencies
+  libbenchmark-dev libtbb-dev libcereal-dev # benchmark peers (oneTBB, cereal, Boost.Interprocess),
+  libboost-dev                              # not dependencies of parx itself
 )
 
 missing=()
