@@ -43,6 +43,18 @@ void lock_loop(parx::Lock lock, long n) {
   }
 }
 
+void pipe_send_small(parx::Connection c, long n) {
+  for (long i = 0; i < n; ++i)
+    c.send(i);
+}
+void pipe_send_big(parx::Connection c, long n) {
+  std::vector<std::uint8_t> payload(1 << 20, 7);
+  for (long i = 0; i < n; ++i)
+    c.send(payload);
+}
+
+PARX_REMOTE(pipe_send_small);
+PARX_REMOTE(pipe_send_big);
 PARX_REMOTE(put_small);
 PARX_REMOTE(put_big);
 PARX_REMOTE(boost_put_small);
@@ -80,6 +92,33 @@ int main(int argc, char** argv) {
     const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     p.join();
     std::printf("parx_queue_1mib GB_per_s %.3f us_per_msg %.1f\n",
+                static_cast<double>(bytes) / s / 1e9, s / n * 1e6);
+  }
+  {
+    const long n = 500'000;
+    auto [r, w] = parx::make_pipe(false);
+    parx::Process p(pipe_send_small, w, n);
+    const auto t0 = std::chrono::steady_clock::now();
+    p.start();
+    long sum = 0;
+    for (long i = 0; i < n; ++i)
+      sum += r.recv<long>();
+    const double s = since(t0);
+    p.join();
+    std::printf("parx_pipe_small us_per_msg %.4f (sum %ld)\n", s / n * 1e6, sum);
+  }
+  {
+    const long n = 2000;
+    auto [r, w] = parx::make_pipe(false);
+    parx::Process p(pipe_send_big, w, n);
+    const auto t0 = std::chrono::steady_clock::now();
+    p.start();
+    std::size_t bytes = 0;
+    for (long i = 0; i < n; ++i)
+      bytes += r.recv<std::vector<std::uint8_t>>().size();
+    const double s = since(t0);
+    p.join();
+    std::printf("parx_pipe_1mib GB_per_s %.3f us_per_msg %.1f\n",
                 static_cast<double>(bytes) / s / 1e9, s / n * 1e6);
   }
   {

@@ -36,12 +36,18 @@ pb = m[("parx_queue_1mib", "us_per_msg")]
 for py in ("py_queue", "py_simplequeue", "py_pipe"):
     qs = m[(py + "_small", "us_per_msg")]
     print(f"| small messages, vs {py[3:]} | {ps:.3f} µs/msg | {qs:.2f} µs/msg | {qs / ps:.1f} |")
+pp = m[("parx_pipe_small", "us_per_msg")]
+print(f"| small messages, parx Pipe vs Python Pipe | {pp:.3f} µs/msg | {m[('py_pipe_small', 'us_per_msg')]:.2f} µs/msg | "
+      f"{m[('py_pipe_small', 'us_per_msg')] / pp:.1f} |")
 bs = m[("boost_mq_small", "us_per_msg")]
 print(f"| small messages, vs Boost.Interprocess message_queue | {ps:.3f} µs/msg | {bs:.3f} µs/msg | {bs / ps:.1f} |")
 for py in ("py_queue", "py_simplequeue", "py_pipe"):
     qb = m[(py + "_1mib", "us_per_msg")]
     print(f"| 1 MiB messages, vs {py[3:]} | {m[('parx_queue_1mib', 'GB_per_s')]:.2f} GB/s | "
           f"{m[(py + '_1mib', 'GB_per_s')]:.2f} GB/s | {qb / pb:.1f} |")
+ppb = m[("parx_pipe_1mib", "us_per_msg")]
+print(f"| 1 MiB messages, parx Pipe vs Python Pipe | {m[('parx_pipe_1mib', 'GB_per_s')]:.2f} GB/s | "
+      f"{m[('py_pipe_1mib', 'GB_per_s')]:.2f} GB/s | {m[('py_pipe_1mib', 'us_per_msg')] / ppb:.1f} |")
 bb = m[("boost_mq_1mib", "us_per_msg")]
 print(f"| 1 MiB messages, vs Boost.Interprocess message_queue | {m[('parx_queue_1mib', 'GB_per_s')]:.2f} GB/s | "
       f"{m[('boost_mq_1mib', 'GB_per_s')]:.2f} GB/s | {bb / pb:.1f} |")

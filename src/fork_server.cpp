@@ -175,6 +175,7 @@ ssize_t recv_msg(int fd, std::vector<std::byte>& buf, int& got_fd) {
   prctl(PR_SET_NAME, "parx-forksrv");
   setpgid(0, 0);  // Ctrl-C at the terminal reaches the parent, which stops its pools in order
   std::set<pid_t> children;
+  std::set<pid_t> detached;  // started with kDetached: they outlive the parent
   std::set<std::string> segments;
   auto watch = [&](const Header& h, const std::vector<std::byte>& msg, std::size_t n) {
     std::string name(reinterpret_cast<const char*>(msg.data()) + sizeof(Header),
@@ -199,7 +200,7 @@ ssize_t recv_msg(int fd, std::vector<std::byte>& buf, int& got_fd) {
         watch(h, msg, static_cast<std::size_t>(n));
     }
     for (pid_t c : children)
-      kill(c, SIGKILL);
+      if (!detached.count(c)) kill(c, SIGKILL);
     for (const auto& name : segments)
       shm_unlink(name.c_str());
     segments.clear();
@@ -213,7 +214,8 @@ ssize_t recv_msg(int fd, std::vector<std::byte>& buf, int& got_fd) {
     parent_alive = false;
     parent_gone();
   }
-  while (parent_alive || !children.empty()) {
+  // After the parent died, stay only until the non-detached children are reaped.
+  while (parent_alive || children.size() > detached.size()) {
     // Once the parent is gone only the children matter: stop watching the closed socket.
     pollfd fds[2] = {{parent_alive ? fd : -1, POLLIN, 0}, {sig_fd, POLLIN, 0}};
     if (poll(fds, 2, parent_alive ? -1 : 100) < 0 && errno != EINTR) break;
@@ -232,6 +234,7 @@ ssize_t recv_msg(int fd, std::vector<std::byte>& buf, int& got_fd) {
       const pid_t p = waitpid(-1, &status, WNOHANG);
       if (p <= 0) break;
       children.erase(p);
+      detached.erase(p);
       if (parent_alive) {
         Header x{Msg::Exited, 0, 0, 0, status, p, 0};
         send_msg(fd, x, {});
@@ -255,7 +258,10 @@ ssize_t recv_msg(int fd, std::vector<std::byte>& buf, int& got_fd) {
         const pid_t child = fork();
         if (child == 0) run_child(fd, sig_fd, h, std::move(args), got_fd, self);
         if (got_fd >= 0) close(got_fd);
-        if (child > 0) children.insert(child);
+        if (child > 0) {
+          children.insert(child);
+          if (h.flags & kDetached) detached.insert(child);
+        }
         Header r{Msg::Spawned, 0, h.request, 0, child > 0 ? child : -errno, child, 0};
         send_msg(fd, r, {});
       } else if (h.kind == Msg::WatchShm || h.kind == Msg::UnwatchShm) {

@@ -229,6 +229,48 @@ void parent_dies_with(int sig) {
 TEST(Process, NoOrphansAfterParentSigkill) {
   parent_dies_with(SIGKILL);
 }
+
+// A detached process is the exception: it outlives its parent.
+TEST(Process, DetachedOutlivesItsParent) {
+  prctl(PR_SET_CHILD_SUBREAPER, 1);
+  int pipefd[2];
+  ASSERT_EQ(pipe(pipefd), 0);
+  std::vector<std::string> env_store;
+  for (char** e = environ; *e; ++e)
+    env_store.emplace_back(*e);
+  env_store.emplace_back("PARX_TEST_PARENT_MODE=detached");
+  std::vector<char*> envp;
+  for (auto& e : env_store)
+    envp.push_back(e.data());
+  envp.push_back(nullptr);
+  char arg0[] = "test_process";
+  char* argv[] = {arg0, nullptr};
+  const pid_t parent = fork();
+  if (parent == 0) {
+    dup2(pipefd[1], 1);
+    execve("/proc/self/exe", argv, envp.data());
+    _exit(127);
+  }
+  close(pipefd[1]);
+  FILE* in = fdopen(pipefd[0], "r");
+  long server = 0, child = 0;
+  ASSERT_EQ(std::fscanf(in, "%ld %ld", &server, &child), 2);
+  fclose(in);
+  kill(parent, SIGKILL);
+  waitpid(parent, nullptr, 0);
+  // The fork server goes; the detached child stays (reparented to us, the subreaper).
+  bool server_reaped = false;
+  for (int i = 0; i < 500 && !server_reaped; ++i) {
+    server_reaped = waitpid(static_cast<pid_t>(server), nullptr, WNOHANG) == server ||
+                    gone(static_cast<pid_t>(server));
+    if (!server_reaped) std::this_thread::sleep_for(10ms);
+  }
+  EXPECT_TRUE(server_reaped);
+  std::this_thread::sleep_for(100ms);
+  EXPECT_EQ(waitpid(static_cast<pid_t>(child), nullptr, WNOHANG), 0) << "the detached child died";
+  kill(static_cast<pid_t>(child), SIGKILL);
+  EXPECT_EQ(waitpid(static_cast<pid_t>(child), nullptr, 0), child);
+}
 TEST(Process, NoOrphansAfterParentCtrlC) {
   parent_dies_with(SIGINT);
 }
@@ -240,7 +282,8 @@ int main(int argc, char** argv) {
     // As at a terminal: SIGINT kills (a background job or CI runner may have inherited SIG_IGN).
     signal(SIGINT, SIG_DFL);
     parx::init(argc, argv);
-    parx::Process p(sleeps_ms, 600'000);
+    const bool detached = std::string(std::getenv("PARX_TEST_PARENT_MODE")) == "detached";
+    parx::Process p(parx::Process::Options{.detached = detached}, sleeps_ms, 600'000);
     p.start();
     std::printf("%ld %ld\n", static_cast<long>(parx::detail::ForkServer::get().server_pid()),
                 static_cast<long>(p.pid()));

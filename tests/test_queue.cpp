@@ -203,6 +203,11 @@ TEST(Queue, ProducerKilledMidPutCorruptsNothing) {
 
 TEST(JoinableQueue, JoinWaitsForTaskDone) {
   parx::JoinableQueue<int> q;
+  q.put(0);
+  EXPECT_FALSE(q.join(30ms));  // an item not yet marked done: join times out
+  EXPECT_EQ(q.get(), 0);
+  q.task_done();
+  EXPECT_TRUE(q.join(1s));
   parx::SharedValue<long> total(0);
   std::vector<parx::Process> workers;
   for (int w = 0; w < 3; ++w)

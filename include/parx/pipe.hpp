@@ -45,20 +45,20 @@ class Connection {
 
   template <class T>
   void send(const T& v) {
-    out().put(parx::encode(v), -1);
+    out().put(detail::encode_reused(v), -1);
   }
   template <class T>
   T recv() {
-    Bytes b;
-    (void)in().get(b, -1);
-    return parx::decode<T>(b);
+    std::optional<T> v;
+    (void)detail::take_decoded(in(), v, -1);
+    return std::move(*v);
   }
   template <class T, class Rep, class Period>
   T recv(std::chrono::duration<Rep, Period> timeout) {
-    Bytes b;
-    if (!in().get(b, detail::to_ns(timeout)))
+    std::optional<T> v;
+    if (!detail::take_decoded(in(), v, detail::to_ns(timeout)))
       throw TimeoutError("parx::TimeoutError: Connection::recv: nothing arrived");
-    return parx::decode<T>(b);
+    return std::move(*v);
   }
   void send_bytes(std::span<const std::byte> b) { out().put(b, -1); }
   Bytes recv_bytes() {

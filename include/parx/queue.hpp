@@ -118,6 +118,26 @@ class ByteQueue {
   std::uint64_t cap_ = 0;
 };
 
+// Per-thread buffers reused across messages: a fresh megabyte per message would cost more in
+// page faults than the copy itself.
+template <class T>
+std::span<const std::byte> encode_reused(const T& v) {
+  thread_local Encoder e(4096);
+  e.clear();
+  e.put(v);
+  return e.bytes();
+}
+inline Bytes& reused_scratch() {
+  thread_local Bytes b;
+  return b;
+}
+// Takes one message from `q` and decodes it in place (from the ring when contiguous).
+template <class T>
+bool take_decoded(ByteQueue& q, std::optional<T>& out, std::int64_t timeout_ns) {
+  return q.get_with([&](std::span<const std::byte> m) { out.emplace(parx::decode<T>(m)); },
+                    reused_scratch(), timeout_ns);
+}
+
 template <class Rep, class Period>
 std::int64_t to_ns(std::chrono::duration<Rep, Period> d) {
   const auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(d).count();
@@ -134,32 +154,32 @@ class Queue {
                  std::size_t capacity_bytes = detail::ByteQueue::kDefaultCapacity)
       : q_(std::make_shared<detail::ByteQueue>(maxsize, capacity_bytes)) {}
 
-  void put(const T& v) { (void)q_->put(encoded(v), -1); }
+  void put(const T& v) { (void)q_->put(detail::encode_reused(v), -1); }
   template <class Rep, class Period>
   void put(const T& v, std::chrono::duration<Rep, Period> timeout) {
-    if (!q_->put(encoded(v), detail::to_ns(timeout)))
+    if (!q_->put(detail::encode_reused(v), detail::to_ns(timeout)))
       throw TimeoutError("parx::TimeoutError: Queue::put: the queue stayed full");
   }
-  bool try_put(const T& v) { return q_->put(encoded(v), 0); }
+  bool try_put(const T& v) { return q_->put(detail::encode_reused(v), 0); }
 
   T get() {
     std::optional<T> v;
     (void)q_->get_with([&](std::span<const std::byte> m) { v.emplace(parx::decode<T>(m)); },
-                       scratch(), -1);
+                       detail::reused_scratch(), -1);
     return std::move(*v);
   }
   template <class Rep, class Period>
   T get(std::chrono::duration<Rep, Period> timeout) {
     std::optional<T> v;
     if (!q_->get_with([&](std::span<const std::byte> m) { v.emplace(parx::decode<T>(m)); },
-                      scratch(), detail::to_ns(timeout)))
+                      detail::reused_scratch(), detail::to_ns(timeout)))
       throw TimeoutError("parx::TimeoutError: Queue::get: the queue stayed empty");
     return std::move(*v);
   }
   std::optional<T> try_get() {
     std::optional<T> v;
     if (!q_->get_with([&](std::span<const std::byte> m) { v.emplace(parx::decode<T>(m)); },
-                      scratch(), 0))
+                      detail::reused_scratch(), 0))
       return std::nullopt;
     return v;
   }
@@ -175,19 +195,6 @@ class Queue {
   const std::shared_ptr<SharedMemory>& segment() const noexcept { return q_->segment(); }
 
  protected:
-  // Per-thread buffers reused across messages: a fresh megabyte per message would cost more in
-  // page faults than the copy itself.
-  static std::span<const std::byte> encoded(const T& v) {
-    thread_local Encoder e(4096);
-    e.clear();
-    e.put(v);
-    return e.bytes();
-  }
-  static Bytes& scratch() {
-    thread_local Bytes b;
-    return b;
-  }
-
   friend struct Codec<Queue<T>>;
   explicit Queue(std::shared_ptr<detail::ByteQueue> q) : q_(std::move(q)) {}
   std::shared_ptr<detail::ByteQueue> q_;
