@@ -15,8 +15,10 @@ namespace parx::detail {
 
 // ---- futex ------------------------------------------------------------------------------------
 
-void futex_wait(const std::atomic<std::uint32_t>* word, std::uint32_t expected,
-                std::int64_t timeout_ns) noexcept {
+namespace {
+// FUTEX_WAIT with a relative timeout (< 0: none); EINTR, EAGAIN and ETIMEDOUT all mean "re-check".
+void futex_wait_op(const std::atomic<std::uint32_t>* word, int op, std::uint32_t expected,
+                   std::int64_t timeout_ns) noexcept {
   timespec ts{};
   timespec* tsp = nullptr;
   if (timeout_ns >= 0) {
@@ -24,9 +26,13 @@ void futex_wait(const std::atomic<std::uint32_t>* word, std::uint32_t expected,
     ts.tv_nsec = static_cast<long>(timeout_ns % 1'000'000'000);
     tsp = &ts;
   }
-  // A relative timeout; EINTR, EAGAIN and ETIMEDOUT all mean "re-check".
-  syscall(SYS_futex, reinterpret_cast<const std::uint32_t*>(word), FUTEX_WAIT_PRIVATE, expected,
-          tsp, nullptr, 0);
+  syscall(SYS_futex, reinterpret_cast<const std::uint32_t*>(word), op, expected, tsp, nullptr, 0);
+}
+}  // namespace
+
+void futex_wait(const std::atomic<std::uint32_t>* word, std::uint32_t expected,
+                std::int64_t timeout_ns) noexcept {
+  futex_wait_op(word, FUTEX_WAIT_PRIVATE, expected, timeout_ns);
 }
 
 void futex_wake(const std::atomic<std::uint32_t>* word, int count) noexcept {
@@ -36,15 +42,7 @@ void futex_wake(const std::atomic<std::uint32_t>* word, int count) noexcept {
 
 void futex_wait_shared(const std::atomic<std::uint32_t>* word, std::uint32_t expected,
                        std::int64_t timeout_ns) noexcept {
-  timespec ts{};
-  timespec* tsp = nullptr;
-  if (timeout_ns >= 0) {
-    ts.tv_sec = static_cast<time_t>(timeout_ns / 1'000'000'000);
-    ts.tv_nsec = static_cast<long>(timeout_ns % 1'000'000'000);
-    tsp = &ts;
-  }
-  syscall(SYS_futex, reinterpret_cast<const std::uint32_t*>(word), FUTEX_WAIT, expected, tsp,
-          nullptr, 0);
+  futex_wait_op(word, FUTEX_WAIT, expected, timeout_ns);
 }
 
 void futex_wake_shared(const std::atomic<std::uint32_t>* word, int count) noexcept {

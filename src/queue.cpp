@@ -142,8 +142,13 @@ bool ByteQueue::put(std::span<const std::byte> msg, std::int64_t timeout_ns) {
 }
 
 bool ByteQueue::get(Bytes& out, std::int64_t timeout_ns) {
-  return get_view([&](std::span<const std::byte> m) { out.assign(m.begin(), m.end()); }, out,
-                  timeout_ns);
+  // A message that wraps the ring's end is copied into `out` itself (the scratch buffer): only
+  // a message read in place needs copying out.
+  return get_view(
+      [&](std::span<const std::byte> m) {
+        if (m.data() != out.data()) out.assign(m.begin(), m.end());
+      },
+      out, timeout_ns);
 }
 
 bool ByteQueue::get_view_impl(View view, void* ctx, Bytes& scratch, std::int64_t timeout_ns) {

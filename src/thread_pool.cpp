@@ -475,6 +475,18 @@ void ThreadPool::shutdown(bool wait, bool cancel_pending) {
   core_->shutdown(wait, cancel_pending);
 }
 
+void ThreadPool::emit_queued(detail::TaskNode* t) {
+  if (!observe::active()) return;
+  t->task_id = observe::next_task_id();
+  observe::Event e{};
+  e.kind = observe::EventKind::TaskQueued;
+  e.executor_id = id_;
+  e.executor_kind = "thread";
+  e.task_id = t->task_id;
+  e.worker = core_->current_worker();
+  observe::emit(e);
+}
+
 int ThreadPool::acquire_external_slot() noexcept {
   if (core_->current() || !core_->accepting_.load(std::memory_order_relaxed)) return -1;
   return core_->acquire_slot();
@@ -488,15 +500,7 @@ void ThreadPool::schedule_to_slot(int slot, detail::TaskNode* t) {
     throw ExecutorShutdown(
         "parx::ExecutorShutdown: the ThreadPool is shut down; no new work accepted");
   }
-  if (observe::active()) {
-    t->task_id = observe::next_task_id();
-    observe::Event e{};
-    e.kind = observe::EventKind::TaskQueued;
-    e.executor_id = id_;
-    e.executor_kind = "thread";
-    e.task_id = t->task_id;
-    observe::emit(e);
-  }
+  emit_queued(t);
   core_->push_slot(slot, t);
 }
 bool ThreadPool::run_external_slot(int slot) noexcept {
@@ -504,16 +508,7 @@ bool ThreadPool::run_external_slot(int slot) noexcept {
 }
 
 void ThreadPool::schedule(detail::TaskNode* t) {
-  if (observe::active()) {
-    t->task_id = observe::next_task_id();
-    observe::Event e{};
-    e.kind = observe::EventKind::TaskQueued;
-    e.executor_id = id_;
-    e.executor_kind = "thread";
-    e.task_id = t->task_id;
-    e.worker = core_->current_worker();
-    observe::emit(e);
-  }
+  emit_queued(t);
   core_->schedule(t);
 }
 

@@ -11,7 +11,9 @@
 #include <parx/barrier.hpp>
 #include <parx/detail/fork_server.hpp>
 #include <parx/parx.hpp>
+
 #include <parx/shared_value.hpp>
+#include "helper_parent.hpp"
 
 #include <chrono>
 #include <cstdio>
@@ -363,30 +365,13 @@ TEST(Barrier, TimeoutAbortAndReset) {
 
 // The creator of a segment is SIGKILLed: the fork server unlinks what it left.
 TEST(SharedMemory, NothingLeftAfterCreatorIsSigkilled) {
-  int pipefd[2];
-  ASSERT_EQ(pipe(pipefd), 0);
-  std::vector<std::string> env_store;
-  for (char** e = environ; *e; ++e)
-    env_store.emplace_back(*e);
-  env_store.emplace_back("PARX_IPC_PARENT_MODE=1");
-  std::vector<char*> envp;
-  for (auto& e : env_store)
-    envp.push_back(e.data());
-  envp.push_back(nullptr);
-  char arg0[] = "test_ipc";
-  char* argv[] = {arg0, nullptr};
-  const pid_t parent = fork();
-  if (parent == 0) {
-    dup2(pipefd[1], 1);
-    execve("/proc/self/exe", argv, envp.data());
-    _exit(127);
-  }
-  close(pipefd[1]);
+  const auto helper = parx_test::spawn_helper_parent("PARX_IPC_PARENT_MODE=1");
+  ASSERT_NE(helper.out, nullptr);
+  const pid_t parent = helper.pid;
   char name[128] = {};
   long server = 0;
-  FILE* in = fdopen(pipefd[0], "r");
-  ASSERT_EQ(std::fscanf(in, "%127s %ld", name, &server), 2);
-  fclose(in);
+  ASSERT_EQ(std::fscanf(helper.out, "%127s %ld", name, &server), 2);
+  fclose(helper.out);
   ASSERT_TRUE(shm_exists(name));
   kill(parent, SIGKILL);
   waitpid(parent, nullptr, 0);

@@ -9,6 +9,8 @@
 #include <parx/detail/fork_server.hpp>
 #include <parx/parx.hpp>
 
+#include "helper_parent.hpp"
+
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -179,31 +181,12 @@ TEST(Process, ManyAtOnce) {
 // server and child, then gets `sig`. Afterwards nothing of it may be left.
 void parent_dies_with(int sig) {
   prctl(PR_SET_CHILD_SUBREAPER, 1);  // orphans come to us, so their death can be observed
-  int pipefd[2];
-  ASSERT_EQ(pipe(pipefd), 0);
-  // This process has threads by now: between fork and exec only async-signal-safe calls, so
-  // the environment is built before forking.
-  std::vector<std::string> env_store;
-  for (char** e = environ; *e; ++e)
-    env_store.emplace_back(*e);
-  env_store.emplace_back("PARX_TEST_PARENT_MODE=1");
-  std::vector<char*> envp;
-  for (auto& e : env_store)
-    envp.push_back(e.data());
-  envp.push_back(nullptr);
-  char arg0[] = "test_process";
-  char* argv[] = {arg0, nullptr};
-  const pid_t parent = fork();
-  if (parent == 0) {
-    dup2(pipefd[1], 1);
-    execve("/proc/self/exe", argv, envp.data());
-    _exit(127);
-  }
-  close(pipefd[1]);
-  FILE* in = fdopen(pipefd[0], "r");
+  const auto helper = parx_test::spawn_helper_parent("PARX_TEST_PARENT_MODE=1");
+  ASSERT_NE(helper.out, nullptr);
+  const pid_t parent = helper.pid;
   long server = 0, child = 0;
-  ASSERT_EQ(std::fscanf(in, "%ld %ld", &server, &child), 2);
-  fclose(in);
+  ASSERT_EQ(std::fscanf(helper.out, "%ld %ld", &server, &child), 2);
+  fclose(helper.out);
   ASSERT_FALSE(gone(static_cast<pid_t>(server)));
   ASSERT_FALSE(gone(static_cast<pid_t>(child)));
   kill(parent, sig);
@@ -233,29 +216,12 @@ TEST(Process, NoOrphansAfterParentSigkill) {
 // A detached process is the exception: it outlives its parent.
 TEST(Process, DetachedOutlivesItsParent) {
   prctl(PR_SET_CHILD_SUBREAPER, 1);
-  int pipefd[2];
-  ASSERT_EQ(pipe(pipefd), 0);
-  std::vector<std::string> env_store;
-  for (char** e = environ; *e; ++e)
-    env_store.emplace_back(*e);
-  env_store.emplace_back("PARX_TEST_PARENT_MODE=detached");
-  std::vector<char*> envp;
-  for (auto& e : env_store)
-    envp.push_back(e.data());
-  envp.push_back(nullptr);
-  char arg0[] = "test_process";
-  char* argv[] = {arg0, nullptr};
-  const pid_t parent = fork();
-  if (parent == 0) {
-    dup2(pipefd[1], 1);
-    execve("/proc/self/exe", argv, envp.data());
-    _exit(127);
-  }
-  close(pipefd[1]);
-  FILE* in = fdopen(pipefd[0], "r");
+  const auto helper = parx_test::spawn_helper_parent("PARX_TEST_PARENT_MODE=detached");
+  ASSERT_NE(helper.out, nullptr);
+  const pid_t parent = helper.pid;
   long server = 0, child = 0;
-  ASSERT_EQ(std::fscanf(in, "%ld %ld", &server, &child), 2);
-  fclose(in);
+  ASSERT_EQ(std::fscanf(helper.out, "%ld %ld", &server, &child), 2);
+  fclose(helper.out);
   kill(parent, SIGKILL);
   waitpid(parent, nullptr, 0);
   // The fork server goes; the detached child stays (reparented to us, the subreaper).

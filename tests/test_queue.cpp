@@ -8,6 +8,7 @@
 #include <parx/parx.hpp>
 #include <parx/shared_value.hpp>
 
+#include <algorithm>
 #include <chrono>
 #include <numeric>
 #include <string>
@@ -254,6 +255,19 @@ TEST(Pipe, SimplexBytesPollAndTimeouts) {
   auto got = r.recv_bytes();
   ASSERT_EQ(got.size(), 3u);
   EXPECT_EQ(got[2], std::byte{3});
+}
+
+TEST(Pipe, RawBytesSurviveTheRingWrappingAround) {
+  auto [r, w] = parx::make_pipe(false, 4096);  // small ring: messages straddle its end
+  for (int i = 0; i < 500; ++i) {
+    std::vector<std::byte> msg(static_cast<std::size_t>(100 + i % 700));
+    for (std::size_t k = 0; k < msg.size(); ++k)
+      msg[k] = static_cast<std::byte>((i + k) & 0xff);
+    w.send_bytes(msg);
+    const auto got = r.recv_bytes();
+    ASSERT_EQ(got.size(), msg.size());
+    ASSERT_TRUE(std::equal(got.begin(), got.end(), msg.begin())) << "message " << i;
+  }
 }
 
 TEST(WaitReady, PipesQueuesAndProcesses) {

@@ -142,6 +142,9 @@ class ThreadPool {
   template <class R, class Fn, class Args>
   class SubmitTask;
 
+  // Stamps `t` with a task id and reports TaskQueued, when anyone listens.
+  void emit_queued(detail::TaskNode* t);
+
   void run_loop(std::int64_t n, std::int64_t fixed_chunk, detail::LoopCtl::Body body, void* ctx,
                 detail::LoopStats* stats, bool caller_participates);
 
