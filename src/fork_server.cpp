@@ -13,12 +13,14 @@
 #include <unistd.h>
 
 #include <dirent.h>
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
 #include <set>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "parx/detail/sync.hpp"
@@ -49,9 +51,11 @@ struct Header {
 };
 constexpr std::uint32_t kDetached = 1;
 constexpr std::uint32_t kArgsInFd = 2;
+constexpr std::uint32_t kChannelFd = 4;  // Spawn: the last fd passed is handed to the child
 constexpr std::size_t kInlineArgs = 32 * 1024;
 
 ForkServer* g_server = nullptr;
+int g_channel_fd = -1;  // in a spawned child: the channel fd its spawner passed, if any
 
 int count_threads() {
   DIR* d = opendir("/proc/self/task");
@@ -63,22 +67,25 @@ int count_threads() {
   return n;
 }
 
-// Sends one datagram (header + payload), optionally with a file descriptor.
-bool send_msg(int fd, const Header& h, std::span<const std::byte> payload, int pass_fd = -1) {
+// Sends one datagram (header + payload), optionally with up to two file descriptors.
+bool send_msg(int fd, const Header& h, std::span<const std::byte> payload, int pass_fd = -1,
+              int pass_fd2 = -1) {
   iovec iov[2] = {{const_cast<Header*>(&h), sizeof h},
                   {const_cast<std::byte*>(payload.data()), payload.size()}};
   msghdr m{};
   m.msg_iov = iov;
   m.msg_iovlen = payload.empty() ? 1 : 2;
-  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
-  if (pass_fd >= 0) {
+  alignas(cmsghdr) char control[CMSG_SPACE(2 * sizeof(int))] = {};
+  const int fds[2] = {pass_fd >= 0 ? pass_fd : pass_fd2, pass_fd2};
+  const std::size_t nfds = (pass_fd >= 0 ? 1 : 0) + (pass_fd2 >= 0 ? 1 : 0);
+  if (nfds) {
     m.msg_control = control;
-    m.msg_controllen = sizeof control;
+    m.msg_controllen = CMSG_SPACE(nfds * sizeof(int));
     cmsghdr* c = CMSG_FIRSTHDR(&m);
     c->cmsg_level = SOL_SOCKET;
     c->cmsg_type = SCM_RIGHTS;
-    c->cmsg_len = CMSG_LEN(sizeof(int));
-    std::memcpy(CMSG_DATA(c), &pass_fd, sizeof(int));
+    c->cmsg_len = CMSG_LEN(nfds * sizeof(int));
+    std::memcpy(CMSG_DATA(c), fds, nfds * sizeof(int));
   }
   for (;;) {
     const ssize_t r = sendmsg(fd, &m, MSG_NOSIGNAL);
@@ -87,14 +94,16 @@ bool send_msg(int fd, const Header& h, std::span<const std::byte> payload, int p
   }
 }
 
-// Receives one datagram into `buf`; returns its size (0 on EOF, -1 on error) and any fd passed.
-ssize_t recv_msg(int fd, std::vector<std::byte>& buf, int& got_fd) {
+// Receives one datagram into `buf`; returns its size (0 on EOF, -1 on error) and the fds passed
+// (got_fd: the first, got_fd2: a second one, else -1).
+ssize_t recv_msg(int fd, std::vector<std::byte>& buf, int& got_fd, int* got_fd2 = nullptr) {
   got_fd = -1;
+  if (got_fd2) *got_fd2 = -1;
   iovec iov{buf.data(), buf.size()};
   msghdr m{};
   m.msg_iov = &iov;
   m.msg_iovlen = 1;
-  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
+  alignas(cmsghdr) char control[CMSG_SPACE(2 * sizeof(int))] = {};
   m.msg_control = control;
   m.msg_controllen = sizeof control;
   ssize_t r;
@@ -103,8 +112,19 @@ ssize_t recv_msg(int fd, std::vector<std::byte>& buf, int& got_fd) {
   } while (r < 0 && errno == EINTR);
   if (r > 0) {
     for (cmsghdr* c = CMSG_FIRSTHDR(&m); c; c = CMSG_NXTHDR(&m, c))
-      if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS)
-        std::memcpy(&got_fd, CMSG_DATA(c), sizeof(int));
+      if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) {
+        const std::size_t n = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+        int fds[2] = {-1, -1};
+        std::memcpy(fds, CMSG_DATA(c), std::min<std::size_t>(n, 2) * sizeof(int));
+        got_fd = fds[0];
+        if (n > 1) {
+          if (got_fd2) {
+            *got_fd2 = fds[1];
+          } else {
+            close(fds[1]);
+          }
+        }
+      }
   }
   return r;
 }
@@ -112,9 +132,10 @@ ssize_t recv_msg(int fd, std::vector<std::byte>& buf, int& got_fd) {
 // ---- the server (runs in its own single-threaded process) --------------------------------------
 
 [[noreturn]] void run_child(int server_fd, int sig_fd, const Header& h, std::vector<std::byte> args,
-                            int args_fd, pid_t server) {
+                            int args_fd, int chan_fd, pid_t server) {
   close(server_fd);
   close(sig_fd);
+  g_channel_fd = chan_fd;
   sigset_t none;
   sigemptyset(&none);
   sigprocmask(SIG_SETMASK, &none, nullptr);
@@ -242,8 +263,8 @@ ssize_t recv_msg(int fd, std::vector<std::byte>& buf, int& got_fd) {
     }
     if (!parent_alive) continue;
     if (fds[0].revents & (POLLIN | POLLHUP | POLLERR)) {
-      int got_fd = -1;
-      const ssize_t n = recv_msg(fd, buf, got_fd);
+      int got_fd = -1, got_fd2 = -1;
+      const ssize_t n = recv_msg(fd, buf, got_fd, &got_fd2);
       if (n <= 0) {  // the parent is gone: nothing may outlive it
         parent_alive = false;
         parent_gone();
@@ -254,10 +275,19 @@ ssize_t recv_msg(int fd, std::vector<std::byte>& buf, int& got_fd) {
       std::memcpy(&h, buf.data(), sizeof h);
       if (h.kind == Msg::Spawn) {
         std::vector<std::byte> args(buf.begin() + sizeof(Header), buf.begin() + n);
+        // The fds arrive in order: the arguments' memfd (if any), then the channel (if any).
+        int args_fd = -1, chan_fd = -1;
+        if (h.flags & kArgsInFd) {
+          args_fd = got_fd;
+          if (h.flags & kChannelFd) chan_fd = got_fd2;
+        } else if (h.flags & kChannelFd) {
+          chan_fd = got_fd;
+        }
         const pid_t self = getpid();
         const pid_t child = fork();
-        if (child == 0) run_child(fd, sig_fd, h, std::move(args), got_fd, self);
+        if (child == 0) run_child(fd, sig_fd, h, std::move(args), args_fd, chan_fd, self);
         if (got_fd >= 0) close(got_fd);
+        if (got_fd2 >= 0) close(got_fd2);
         if (child > 0) {
           children.insert(child);
           if (h.flags & kDetached) detached.insert(child);
@@ -270,6 +300,10 @@ ssize_t recv_msg(int fd, std::vector<std::byte>& buf, int& got_fd) {
         if (children.count(static_cast<pid_t>(h.pid)))
           kill(static_cast<pid_t>(h.pid), static_cast<int>(h.value));
         if (got_fd >= 0) close(got_fd);
+        if (got_fd2 >= 0) close(got_fd2);
+      } else {
+        if (got_fd >= 0) close(got_fd);
+        if (got_fd2 >= 0) close(got_fd2);
       }
     }
   }
@@ -338,9 +372,11 @@ void ForkServer::reader_loop() {
   }
 }
 
-pid_t ForkServer::spawn(FunctionId fn, std::span<const std::byte> args, bool detached) {
+pid_t ForkServer::spawn(FunctionId fn, std::span<const std::byte> args, bool detached,
+                        int channel_fd) {
   ensure_reader();
   Header h{Msg::Spawn, detached ? kDetached : 0u, 0, fn, 0, 0, args.size()};
+  if (channel_fd >= 0) h.flags |= kChannelFd;
   int args_fd = -1;
   if (args.size() > kInlineArgs) {  // large arguments travel in a memfd, not the socket
     args_fd = memfd_create("parx-args", MFD_CLOEXEC);
@@ -362,7 +398,8 @@ pid_t ForkServer::spawn(FunctionId fn, std::span<const std::byte> args, bool det
       std::lock_guard l2(mu_);
       h.request = next_request_++;
     }
-    const bool ok = send_msg(fd_, h, args_fd >= 0 ? std::span<const std::byte>{} : args, args_fd);
+    const bool ok = send_msg(fd_, h, args_fd >= 0 ? std::span<const std::byte>{} : args, args_fd,
+                             channel_fd);
     if (args_fd >= 0) close(args_fd);
     if (!ok) throw Error("parx: the fork server is gone (it cannot start new processes)");
   }
@@ -401,6 +438,10 @@ std::optional<ExitStatus> ForkServer::wait_exit(pid_t pid, std::int64_t deadline
       cv_.wait_for(lk, std::chrono::nanoseconds(left));
     }
   }
+}
+
+int ForkServer::take_channel_fd() noexcept {
+  return std::exchange(g_channel_fd, -1);
 }
 
 std::optional<ExitStatus> ForkServer::poll_exit(pid_t pid) {

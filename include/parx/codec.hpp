@@ -133,6 +133,12 @@ class Encoder {
 
   std::size_t size() const noexcept { return buf_.size(); }
   std::span<const std::byte> bytes() const noexcept { return buf_; }
+  // Writable access to bytes already written (to patch a length field after the fact).
+  std::byte* data() noexcept { return buf_.data(); }
+  // Drops everything after the first `n` bytes (undoes a partly written value).
+  void truncate(std::size_t n) noexcept {
+    if (n < buf_.size()) buf_.resize(n);
+  }
   Bytes take() noexcept { return std::move(buf_); }
   void clear() noexcept { buf_.clear(); }
 
@@ -152,6 +158,11 @@ class Decoder {
  public:
   explicit Decoder(std::span<const std::byte> bytes) noexcept
       : begin_(bytes.data()), p_(bytes.data()), end_(bytes.data() + bytes.size()) {}
+  // Decodes a value that was encoded starting at byte `base` of a larger message: alignment
+  // padding is computed from the message start, as Encoder::align wrote it.
+  Decoder(std::span<const std::byte> bytes, std::size_t base) noexcept : Decoder(bytes) {
+    base_ = base;
+  }
 
   std::size_t remaining() const noexcept { return static_cast<std::size_t>(end_ - p_); }
   std::size_t offset() const noexcept { return static_cast<std::size_t>(p_ - begin_); }
@@ -188,7 +199,7 @@ class Decoder {
   }
   // Skips the zero padding Encoder::align wrote (and checks it is zero).
   void align(std::size_t a, const char* what) {
-    const std::size_t pad = (a - offset() % a) % a;
+    const std::size_t pad = (a - (base_ + offset()) % a) % a;
     need(pad, what);
     for (std::size_t i = 0; i < pad; ++i)
       if (p_[i] != std::byte{0}) fail("non-zero alignment padding", what);
@@ -226,6 +237,7 @@ class Decoder {
   const std::byte* begin_;
   const std::byte* p_;
   const std::byte* end_;
+  std::size_t base_ = 0;
 };
 
 // ---- archives for cereal-style serialize(Archive&) --------------------------------------------

@@ -1,10 +1,11 @@
 // parx/parx.hpp — everything parx offers, in one include.
 //
-//   parx::Future / Promise, when_all / when_any / as_completed / wait   (future.hpp, when.hpp)
-//   parx::ThreadPool, parx::TaskGroup                                  (thread_pool.hpp,
-//   task_group.hpp) parx::range, parx::generate, parx::MapOptions, parx::Executor      (range.hpp,
-//   executor.hpp) parx::observe::subscribe (observe/events.hpp) parx::Error and its family
-//   (errors.hpp)
+//   Future, Promise, when_all, when_any, as_completed, wait: future.hpp, when.hpp
+//   ThreadPool, TaskGroup: thread_pool.hpp, task_group.hpp
+//   ProcessPool, PARX_REMOTE, the codec: process_pool.hpp, remote.hpp, codec.hpp
+//   init, Process and the ipc primitives: init.hpp, process.hpp, queue.hpp, pipe.hpp, ...
+//   range, generate, MapOptions, Executor: range.hpp, executor.hpp
+//   observe::subscribe: observe/events.hpp; Error and its family: errors.hpp
 #pragma once
 
 #include "parx/barrier.hpp"
@@ -19,6 +20,7 @@
 #include "parx/observe/events.hpp"
 #include "parx/pipe.hpp"
 #include "parx/process.hpp"
+#include "parx/process_pool.hpp"
 #include "parx/queue.hpp"
 #include "parx/range.hpp"
 #include "parx/remote.hpp"

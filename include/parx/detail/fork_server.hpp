@@ -39,8 +39,11 @@ class ForkServer {
   static ForkServer& get();
 
   // Forks a process running the registered function `fn` with encoded `args`; returns its pid.
-  // `detached`: the process does not die with this one.
-  pid_t spawn(FunctionId fn, std::span<const std::byte> args, bool detached);
+  // `detached`: the process does not die with this one. `channel_fd` (>= 0): a descriptor handed
+  // to the child, which takes it with take_channel_fd() (the caller keeps and closes its own).
+  pid_t spawn(FunctionId fn, std::span<const std::byte> args, bool detached, int channel_fd = -1);
+  // In a spawned child: the channel descriptor its spawner passed (once; -1 if none).
+  static int take_channel_fd() noexcept;
   // Sends `sig` to `pid` if it is a child of the server not yet reaped; false otherwise.
   void signal(pid_t pid, int sig);
   // Waits until `pid` has exited (deadline on the now_ns() clock, < 0: none).

@@ -7,6 +7,10 @@
 // back), batching them into chunks whose size adapts to the measured per-item time; then it waits
 // for the next chunk (in order, or in completion order). Each item's exception is kept with the
 // item, so one failing item surfaces exactly at its position and the others are unaffected.
+//
+// An executor that cannot run an arbitrary closure (a process pool: only registered functions
+// cross the boundary) provides `submit_chunk<R>(f, items, first_index)`, returning
+// Future<ChunkResult<R>>; the engine uses it instead of submitting a lambda.
 #pragma once
 
 #include <algorithm>
@@ -126,7 +130,17 @@ class MapStream {
       started_ = true;
     }
     while (!exhausted_ && in_flight_items_ < limit()) {
-      const std::size_t want = std::min(chunk_, limit() - in_flight_items_);
+      std::size_t want = std::min(chunk_, limit() - in_flight_items_);
+      if constexpr (std::ranges::sized_range<View>) {
+        // Split the tail: never take more than a share of what is left, so the last chunks are
+        // small and no worker straggles with a big one while the others idle.
+        if (!opts_.chunksize) {
+          const std::size_t total = static_cast<std::size_t>(std::ranges::size(view_));
+          const std::size_t left = total > pulled_ ? total - pulled_ : 0;
+          const std::size_t share = (left + 2 * ex_.workers() - 1) / (2 * ex_.workers());
+          want = std::min(want, std::max<std::size_t>(share, 1));
+        }
+      }
       std::vector<In> items;
       items.reserve(want);
       while (items.size() < want) {
@@ -139,8 +153,17 @@ class MapStream {
       }
       if (items.empty()) break;
       const std::size_t count = items.size();
-      auto fut = ex_.submit(
-          [f = f_, items = std::move(items)]() mutable { return run_chunk<R>(*f, items); });
+      const std::size_t first = pulled_;
+      pulled_ += count;
+      Future<ChunkResult<R>> fut;
+      if constexpr (requires {
+                      ex_.template submit_chunk<R>(*f_, std::move(items), first);
+                    }) {
+        fut = ex_.template submit_chunk<R>(*f_, std::move(items), first);
+      } else {
+        fut = ex_.submit(
+            [f = f_, items = std::move(items)]() mutable { return run_chunk<R>(*f, items); });
+      }
       in_flight_items_ += count;
       ++chunks_;
       if (opts_.ordered) {
@@ -201,6 +224,7 @@ class MapStream {
   std::int64_t target_ns_;
   double ema_ns_ = -1;
   std::size_t in_flight_items_ = 0;
+  std::size_t pulled_ = 0;
   std::size_t chunks_ = 0;
   std::size_t yielded_ = 0;
   std::int64_t t0_;

@@ -1,0 +1,104 @@
+// parx/detail/process_channel.hpp — the shared-memory channel between a ProcessPool and its
+// worker processes. Internal; described here because its layout is a protocol.
+//
+// One memfd per pool (nothing is named in /dev/shm, so nothing can leak): page 0 holds the pool's
+// doorbell, then one region per worker slot. A worker maps page 0 and its own region only.
+//
+// Each region holds two single-producer single-consumer byte rings (requests: parent -> worker,
+// responses: worker -> parent) and the worker's "what am I running" words, which the parent reads
+// to attribute a crash or a timeout to the exact item. A ring carries frames: a 32-byte header
+// (magic, kind, job, size, flags, CRC-32C of header and inline payload) and the payload padded to
+// 32 bytes. A frame never wraps; a Skip frame fills the end of the ring instead. Payloads larger
+// than kInlineLimit travel by reference: the sender writes them to a fresh memfd, passes its fd
+// over the worker's socket (SCM_RIGHTS) and sends a frame with kByRef.
+//
+// Wake-ups: the consumer spins briefly, then sets `sleeping` and waits on `bell` (a shared futex);
+// the producer bumps `bell` after publishing `tail` and wakes it only if `sleeping` is set.
+#pragma once
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <span>
+
+namespace parx::detail::channel {
+
+constexpr std::uint32_t kMagic = 0x31465850;  // "PXF1"
+constexpr std::size_t kFrameAlign = 32;
+constexpr std::size_t kRingBytes = std::size_t{1} << 20;  // per direction, per worker
+constexpr std::size_t kInlineLimit = kRingBytes / 4;      // larger payloads go by reference
+
+enum Kind : std::uint32_t {
+  kSkip = 1,        // padding to the end of the ring
+  kRun = 2,         // parent -> worker: run the items of a job
+  kStop = 3,        // parent -> worker: exit cleanly
+  kResult = 16,     // worker -> parent: outcomes of a job's items
+  kReady = 17,      // worker -> parent: booted, initializer done
+  kInitFailed = 18, // worker -> parent: the initializer threw (payload: TaskErrorInfo)
+  kRefused = 19,    // worker -> parent: a request frame was corrupt; the worker exits
+};
+enum Flags : std::uint32_t {
+  kByRef = 1,   // payload is in a memfd passed over the socket just before this frame
+  kRetire = 2,  // the worker exits after this frame (task budget or memory ceiling reached)
+};
+
+struct FrameHeader {
+  std::uint32_t magic;
+  std::uint32_t kind;
+  std::uint64_t job;
+  std::uint64_t size;  // payload bytes (inline or by reference)
+  std::uint32_t flags;
+  std::uint32_t crc;  // CRC-32C of the first 28 bytes and the inline payload
+};
+static_assert(sizeof(FrameHeader) == kFrameAlign);
+
+struct alignas(64) RingControl {
+  alignas(64) std::atomic<std::uint64_t> tail;  // written by the producer
+  std::atomic<std::uint32_t> bell;              // futex word: bumped by the producer
+  std::atomic<std::uint32_t> sleeping;          // consumer is (about to be) asleep on bell
+  alignas(64) std::atomic<std::uint64_t> head;  // written by the consumer
+};
+
+// What the worker is doing, read by the parent when the worker dies or overruns.
+struct alignas(64) WorkerStatus {
+  std::atomic<std::uint64_t> job;             // job id of the item in progress
+  std::atomic<std::uint32_t> item;            // its position in the job
+  std::atomic<std::uint32_t> busy;            // 1 while an item runs
+  std::atomic<std::int64_t> item_started_ns;  // CLOCK_MONOTONIC
+  std::atomic<std::int32_t> pid;
+};
+
+struct PoolHeader {
+  std::atomic<std::uint32_t> bell;         // bumped by every worker that posts a response
+  std::atomic<std::uint32_t> io_sleeping;  // the pool's I/O thread sleeps on bell
+  std::uint64_t magic;
+};
+
+struct RegionLayout {
+  RingControl req;
+  RingControl resp;
+  WorkerStatus status;
+};
+
+constexpr std::size_t kHeaderBytes = 4096;
+constexpr std::size_t kRegionBytes = 4096 + 2 * kRingBytes;  // control page + two rings
+inline std::size_t region_offset(std::size_t slot) {
+  return kHeaderBytes + slot * kRegionBytes;
+}
+inline std::byte* req_data(RegionLayout* r) {
+  return reinterpret_cast<std::byte*>(r) + 4096;
+}
+inline std::byte* resp_data(RegionLayout* r) {
+  return reinterpret_cast<std::byte*>(r) + 4096 + kRingBytes;
+}
+
+// CRC-32C (Castagnoli), hardware-accelerated where the CPU has it.
+std::uint32_t crc32c(std::uint32_t crc, const void* data, std::size_t n) noexcept;
+
+inline std::uint32_t frame_crc(const FrameHeader& h, std::span<const std::byte> inline_payload) {
+  std::uint32_t c = crc32c(0xffffffffu, &h, offsetof(FrameHeader, crc));
+  c = crc32c(c, inline_payload.data(), inline_payload.size());
+  return ~c;
+}
+
+}  // namespace parx::detail::channel
