@@ -416,7 +416,7 @@ class Worker {
       ++done_;
       bool retire = boot_.max_tasks && done_ >= boot_.max_tasks;
       if (boot_.memory_limit && resident_bytes(getpid()) > boot_.memory_limit) retire = true;
-      post(kResult, job, retire ? kRetire : 0, out_.bytes());
+      post(kResult, job, retire ? std::uint32_t{kRetire} : std::uint32_t{0}, out_.bytes());
       if (retire) return 0;
     }
   }
@@ -1243,7 +1243,12 @@ bool ProcessPoolImpl::step(Done& done, bool& outstanding, std::int64_t& wait_ns)
     outstanding = true;
     if (s.kill != Slot::None || s.pid <= 0) continue;
     const WorkerStatus& st = s.reg->status;
-    if (!st.busy.load(std::memory_order_acquire)) continue;
+    if (!st.busy.load(std::memory_order_acquire)) {
+      // Dispatched but not started yet: look again soon, or a task that then runs for ever
+      // would never be seen overrunning.
+      if (opts_.timeout.count() > 0) wake_in(5'000'000);
+      continue;
+    }
     if (opts_.timeout.count() > 0) {
       const std::int64_t limit =
           std::chrono::duration_cast<std::chrono::nanoseconds>(opts_.timeout).count();
@@ -1352,7 +1357,15 @@ void ProcessPoolImpl::shutdown(bool wait, bool cancel_pending) {
 
 namespace parx {
 
-ProcessPool::ProcessPool(std::size_t workers) : ProcessPool(Options{.workers = workers}) {}
+namespace {
+ProcessPool::Options with_workers(std::size_t n) {
+  ProcessPool::Options o;
+  o.workers = n;
+  return o;
+}
+}  // namespace
+
+ProcessPool::ProcessPool(std::size_t workers) : ProcessPool(with_workers(workers)) {}
 
 ProcessPool::ProcessPool(Options opts)
     : impl_(std::make_unique<detail::ProcessPoolImpl>(opts)), workers_(impl_->workers()) {}

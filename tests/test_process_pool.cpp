@@ -110,7 +110,8 @@ int crashes_on(int x) {
 PARX_REMOTE(crashes_on);
 
 int segfaults(int) {
-  volatile int* p = nullptr;
+  // Not null (UBSan would report a null store before the fault): an unmapped page.
+  volatile int* p = reinterpret_cast<volatile int*>(std::uintptr_t{64});
   *p = 1;  // NOLINT
   return 0;
 }
