@@ -13,10 +13,10 @@ int tiny(int x) {
 }
 PARX_REMOTE(tiny);
 
-// About 20 ms of floating-point work on this class of machine.
+// About 40 ms of floating-point work on this class of machine.
 double cpu_task(int seed) {
   double x = seed, acc = 0;
-  for (int i = 0; i < 6'000'000; ++i) {
+  for (int i = 0; i < 12'000'000; ++i) {
     x = x * 1.0000001 + 0.5;
     if (x > 1e6) x -= 1e6;
     acc += x * 1e-9;
@@ -71,7 +71,7 @@ int main(int argc, char** argv) {
   }
   // CPU-bound: serial in this process, then on the pool.
   {
-    const int tasks = static_cast<int>(8 * cores);
+    const int tasks = static_cast<int>(12 * cores);
     auto t0 = std::chrono::steady_clock::now();
     double serial_sum = 0;
     for (int i = 0; i < tasks; ++i)

@@ -18,7 +18,7 @@ def cpu_task(seed):
     # loop shape, shorter, and only Python's own speedup over serial Python is compared.
     x = float(seed)
     acc = 0.0
-    for _ in range(300_000):
+    for _ in range(600_000):
         x = x * 1.0000001 + 0.5
         if x > 1e6:
             x -= 1e6
@@ -46,7 +46,7 @@ def main():
         n = 2_000_000
         s = timed(lambda: pool.map(tiny, range(n)))
         print(f"py_pool_map_default us_per_task {s / n * 1e6:.5f} tasks_per_s {n / s:.0f}")
-        tasks = 8 * cores
+        tasks = 12 * cores
         serial = timed(lambda: [cpu_task(i) for i in range(tasks)])
         par = timed(lambda: pool.map(cpu_task, range(tasks)))
         print(f"py_pool_cpu serial_s {serial:.4f} pool_s {par:.4f} speedup {serial / par:.3f} "

@@ -48,8 +48,8 @@ for peer, label in (("py_pool_map_default", "Pool.map (default chunksize)"),
     print(f"| tiny tasks batched (parx automatic), vs {label} | {au * 1e3:.1f} ns/task | {p * 1e3:.0f} ns/task | {p / au:.1f} |")
 print(f"| tiny tasks batched, vs Python's best | {au * 1e3:.1f} ns/task | {best * 1e3:.0f} ns/task | {best / au:.1f} |")
 print(f"\nparx automatic chunk size at the end of the 4·10⁶-item map: {m[('parx_map_auto', 'chunksize')]:.0f}\n")
-print("| CPU-bound sweep (8 tasks per core) | serial | pool | speedup | speedup / cores |")
+print("| CPU-bound sweep (12 tasks per core) | serial | pool | speedup | speedup / cores |")
 print("|---|---|---|---|---|")
-for name, label in (("parx_cpu", "parx::ProcessPool (20 ms C++ tasks)"), ("py_pool_cpu", "multiprocessing.Pool (Python tasks)")):
+for name, label in (("parx_cpu", "parx::ProcessPool (40 ms C++ tasks)"), ("py_pool_cpu", "multiprocessing.Pool (Python tasks)")):
     print(f"| {label} | {m[(name, 'serial_s')]:.2f} s | {m[(name, 'pool_s')]:.2f} s | {m[(name, 'speedup')]:.2f} | {m[(name, 'per_core')]:.3f} |")
 PY

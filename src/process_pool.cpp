@@ -15,6 +15,7 @@
 #include "parx/process_pool.hpp"
 
 #include <fcntl.h>
+#include <sched.h>
 #include <signal.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
@@ -35,63 +36,23 @@
 #include "parx/detail/process_channel.hpp"
 #include "parx/detail/sync.hpp"
 
+#define XXH_INLINE_ALL  // header-only use of libxxhash: nothing to link
+#include <xxhash.h>
+
 namespace parx::detail {
 
 void set_throw_capture(bool on) noexcept;
 void clear_throw_trace() noexcept;
 std::string last_throw_trace();
 
-// ---- CRC-32C ---------------------------------------------------------------------------------
+// ---- frame checksum ----------------------------------------------------------------------------
 
 namespace channel {
-namespace {
 
-struct CrcTable {
-  std::uint32_t t[256];
-  CrcTable() {
-    for (std::uint32_t i = 0; i < 256; ++i) {
-      std::uint32_t c = i;
-      for (int k = 0; k < 8; ++k)
-        c = (c >> 1) ^ (0x82f63b78u & (0u - (c & 1u)));
-      t[i] = c;
-    }
-  }
-};
-
-std::uint32_t crc_soft(std::uint32_t c, const unsigned char* p, std::size_t n) noexcept {
-  static const CrcTable tab;
-  for (std::size_t i = 0; i < n; ++i)
-    c = tab.t[(c ^ p[i]) & 0xff] ^ (c >> 8);
-  return c;
-}
-
-#if defined(__x86_64__)
-__attribute__((target("sse4.2"))) std::uint32_t crc_hw(std::uint32_t c, const unsigned char* p,
-                                                       std::size_t n) noexcept {
-  std::uint64_t c64 = c;
-  while (n >= 8) {
-    std::uint64_t v;
-    std::memcpy(&v, p, 8);
-    c64 = __builtin_ia32_crc32di(c64, v);
-    p += 8;
-    n -= 8;
-  }
-  auto c32 = static_cast<std::uint32_t>(c64);
-  while (n--)
-    c32 = __builtin_ia32_crc32qi(c32, *p++);
-  return c32;
-}
-#endif
-
-}  // namespace
-
-std::uint32_t crc32c(std::uint32_t crc, const void* data, std::size_t n) noexcept {
-  const auto* p = static_cast<const unsigned char*>(data);
-#if defined(__x86_64__)
-  static const bool hw = __builtin_cpu_supports("sse4.2");
-  if (hw) return crc_hw(crc, p, n);
-#endif
-  return crc_soft(crc, p, n);
+std::uint32_t frame_check(const FrameHeader& h, std::span<const std::byte> inline_payload) noexcept {
+  const XXH64_hash_t seed = XXH3_64bits(&h, offsetof(FrameHeader, check));
+  return static_cast<std::uint32_t>(
+      XXH3_64bits_withSeed(inline_payload.data(), inline_payload.size(), seed));
 }
 
 }  // namespace channel
@@ -100,7 +61,11 @@ namespace {
 
 using namespace channel;
 
-constexpr std::size_t kPrefetch = 2;  // jobs a worker may hold: one running, one queued
+constexpr std::size_t kPrefetch = 2;
+// A job item's header is [i64 index][u64 word]: the low 56 bits of word are the length of the
+// encoded arguments, the top 8 bits the zero padding before them (a resent item keeps its
+// arguments at the same offset modulo 64, so alignment inside them still lines up).
+constexpr std::uint64_t kItemLenMask = (std::uint64_t{1} << 56) - 1;  // jobs a worker may hold: one running, one queued
 
 std::size_t round_up(std::size_t n, std::size_t a) {
   return (n + a - 1) / a * a;
@@ -110,6 +75,14 @@ std::int64_t spin_ns_from(std::chrono::microseconds spin) {
   if (spin.count() >= 0) return spin.count() * 1000;
   if (const char* e = std::getenv("PARX_SPIN_US")) return std::atoll(e) * 1000;
   return 50'000;
+}
+
+// CLOCK_MONOTONIC at tick resolution (a few ms): cheap enough to stamp every item, and the same
+// clock as now_ns() up to that resolution (timeouts are checked against now_ns()).
+std::int64_t coarse_now_ns() noexcept {
+  timespec ts{};
+  clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+  return static_cast<std::int64_t>(ts.tv_sec) * 1'000'000'000 + ts.tv_nsec;
 }
 
 std::string host_name() {
@@ -240,12 +213,12 @@ bool ring_put(Ring r, std::uint32_t kind, std::uint64_t job, std::uint32_t flags
   if (tail + skip + need - head > kRingBytes) return false;
   if (skip) {
     FrameHeader s{kMagic, kSkip, 0, skip - sizeof(FrameHeader), 0, 0};
-    s.crc = frame_crc(s, {});
+    s.check = frame_check(s, {});
     std::memcpy(r.data + off, &s, sizeof s);
     tail += skip;
   }
   FrameHeader h{kMagic, kind, job, byref ? byref_size : payload.size(), flags, 0};
-  h.crc = frame_crc(h, payload.first(inline_bytes));
+  h.check = frame_check(h, payload.first(inline_bytes));
   std::byte* at = r.data + tail % kRingBytes;
   std::memcpy(at, &h, sizeof h);
   if (inline_bytes) std::memcpy(at + sizeof h, payload.data(), inline_bytes);
@@ -289,7 +262,7 @@ Peek ring_peek(Ring r, Frame& f, std::string& why) {
     const std::size_t inline_bytes = (f.h.kind == kSkip || byref) ? 0 : f.h.size;
     if (f.h.kind == kSkip) {
       if (f.h.size != kRingBytes - off - sizeof(FrameHeader) ||
-          f.h.crc != frame_crc(f.h, {}) || tail - head < kRingBytes - off) {
+          f.h.check != frame_check(f.h, {}) || tail - head < kRingBytes - off) {
         why = "bad padding frame";
         return Peek::Corrupt;
       }
@@ -306,7 +279,7 @@ Peek ring_peek(Ring r, Frame& f, std::string& why) {
       return Peek::Corrupt;
     }
     f.payload = {r.data + off + sizeof(FrameHeader), inline_bytes};
-    if (f.h.crc != frame_crc(f.h, f.payload)) {
+    if (f.h.check != frame_check(f.h, f.payload)) {
       why = "checksum mismatch";
       return Peek::Corrupt;
     }
@@ -334,6 +307,7 @@ struct WorkerBoot {
   std::uint64_t max_tasks = 0;
   std::uint64_t memory_limit = 0;
   std::int64_t spin_ns = 0;
+  bool timed = false;  // a per-task timeout is set: stamp every item's start
   std::uint64_t init_fn = 0;
   std::string init_args;
 };
@@ -441,29 +415,31 @@ class Worker {
     out_.write(prefix, sizeof prefix);
     const std::int64_t t0 = now_ns();
     std::size_t pos = 16;
+    WorkerStatus& st = reg_->status;
+    st.job.store(job, std::memory_order_relaxed);
+    st.item.store(0, std::memory_order_relaxed);
+    st.item_started_ns.store(coarse_now_ns(), std::memory_order_relaxed);
+    st.busy.store(1, std::memory_order_release);
     for (std::uint64_t k = 0; k < n; ++k) {
-      pos = round_up(pos, 8);
       if (pos + 16 > payload.size()) {
         why = "job item header beyond the payload";
         return false;
       }
       const auto index = load_at<std::int64_t>(payload, pos);
-      const auto len = load_at<std::uint64_t>(payload, pos + 8);
-      if (len > payload.size() - pos - 16) {
+      const auto word = load_at<std::uint64_t>(payload, pos + 8);
+      const std::size_t len = word & kItemLenMask, pad = word >> 56;
+      if (pad >= 64 || len > payload.size() - pos - 16 - std::min<std::size_t>(pad, 64) ||
+          pad > payload.size() - pos - 16) {
         why = "job item length beyond the payload";
         return false;
       }
-      const std::span<const std::byte> args = payload.subspan(pos + 16, len);
-      const std::size_t args_at = pos + 16;
-      pos += 16 + len;
+      const std::size_t args_at = pos + 16 + pad;
+      const std::span<const std::byte> args = payload.subspan(args_at, len);
+      pos = args_at + len;
 
-      WorkerStatus& st = reg_->status;
-      st.job.store(job, std::memory_order_relaxed);
       st.item.store(static_cast<std::uint32_t>(k), std::memory_order_relaxed);
-      st.item_started_ns.store(now_ns(), std::memory_order_relaxed);
-      st.busy.store(1, std::memory_order_seq_cst);
+      if (boot_.timed) st.item_started_ns.store(coarse_now_ns(), std::memory_order_relaxed);
 
-      out_.align(8);
       const std::size_t hdr_at = out_.size();
       const std::uint64_t item_hdr[2] = {0, 0};
       out_.write(item_hdr, sizeof item_hdr);
@@ -487,8 +463,8 @@ class Worker {
       const std::uint64_t blen = out_.size() - body_at;
       std::memcpy(out_.data() + hdr_at, &status, sizeof status);
       std::memcpy(out_.data() + hdr_at + 8, &blen, sizeof blen);
-      st.busy.store(0, std::memory_order_release);
     }
+    st.busy.store(0, std::memory_order_release);
     const std::int64_t elapsed = now_ns() - t0;
     std::memcpy(out_.data() + 8, &elapsed, sizeof elapsed);
     return true;
@@ -506,12 +482,15 @@ class Worker {
       return c->tail.load(std::memory_order_acquire) != c->head.load(std::memory_order_relaxed);
     };
     if (ready()) return;
+    // Spin, yielding the core between looks: on a machine with more runnable threads than cores
+    // (the parent's threads, other workers) a pure spin would delay the very work it waits for.
     const std::int64_t until = now_ns() + boot_.spin_ns;
     while (now_ns() < until) {
-      for (int i = 0; i < 64; ++i) {
+      for (int i = 0; i < 32; ++i) {
         if (ready()) return;
         cpu_relax();
       }
+      sched_yield();
     }
     for (;;) {
       const std::uint32_t v = c->bell.load(std::memory_order_seq_cst);
@@ -627,6 +606,7 @@ struct Slot {
   std::int64_t respawn_at = 0;
   int init_failures = 0;
   bool initial = true;
+  std::uint64_t last_used = 0;
 };
 
 struct ExitInbox {
@@ -712,7 +692,7 @@ class ProcessPoolImpl {
   std::int64_t stop_deadline_ = 0;
   std::exception_ptr init_error_;
   ProcessPool::Stats stats_;
-  std::size_t rr_ = 0;
+  std::uint64_t use_clock_ = 0;
   std::int64_t next_mem_check_ = 0;
 };
 
@@ -819,6 +799,7 @@ void ProcessPoolImpl::spawn(Slot& s) {
   b.max_tasks = opts_.max_tasks_per_worker;
   b.memory_limit = opts_.memory_limit;
   b.spin_ns = spin_ns_;
+  b.timed = opts_.timeout.count() > 0;
   b.init_fn = opts_.initializer.fn;
   b.init_args.assign(reinterpret_cast<const char*>(opts_.initializer.args.data()),
                      opts_.initializer.args.size());
@@ -897,16 +878,18 @@ void ProcessPoolImpl::dispatch(Done& done) {
       }
       j.holder->started = true;
     }
+    // The least loaded worker; among equals the one used last, which is still spinning (warm),
+    // while the others go to sleep instead of competing for the cores.
     Slot* best = nullptr;
-    for (std::size_t k = 0; k < slots_.size(); ++k) {
-      Slot& s = slots_[(rr_ + k) % slots_.size()];
+    for (auto& s : slots_) {
       if (s.state != Slot::Ready || s.assigned.size() >= kPrefetch) continue;
       if (opts_.max_tasks_per_worker && s.budget_used >= opts_.max_tasks_per_worker) continue;
-      if (!best || s.assigned.size() < best->assigned.size()) best = &s;
-      if (s.assigned.empty()) break;
+      if (!best || s.assigned.size() < best->assigned.size() ||
+          (s.assigned.size() == best->assigned.size() && s.last_used > best->last_used))
+        best = &s;
     }
     if (!best) return;
-    rr_ = best->index + 1;
+    best->last_used = ++use_clock_;
     if (!send_job(*best, j)) return;
     best->budget_used += j.items.size();
     best->assigned.push_back(std::move(pending_.front()));
@@ -941,12 +924,17 @@ std::unique_ptr<Job> ProcessPoolImpl::sub_job(const Job& j, std::vector<ItemRef>
   e.write(prefix, sizeof prefix);
   static constexpr std::byte zeros[64] = {};
   for (auto& it : items) {
-    const auto len = load_at<std::uint64_t>(*j.orig, it.offset + 8);
-    const std::size_t pad = (it.offset % 64 + 64 - e.size() % 64) % 64;
-    e.write(zeros, pad);
+    const auto word = load_at<std::uint64_t>(*j.orig, it.offset + 8);
+    const std::size_t len = word & kItemLenMask, old_pad = word >> 56;
+    const std::size_t args_at = it.offset + 16 + old_pad;
     const std::size_t at = e.size();
-    e.write(j.orig->data() + it.offset, 16 + len);
-    it.offset = at;  // within the new payload (only used for another rebuild from `sub`)
+    const std::size_t pad = (args_at % 64 + 128 - (at + 16) % 64) % 64;
+    const std::uint64_t hdr[2] = {static_cast<std::uint64_t>(it.index),
+                                  len | (std::uint64_t{pad} << 56)};
+    e.write(hdr, sizeof hdr);
+    e.write(zeros, pad);
+    e.write(j.orig->data() + args_at, len);
+    it.offset = at;  // of the item's header in the new payload
   }
   n->orig = std::make_shared<const Bytes>(e.take());  // further rebuilds start from here
   n->fn_name = j.fn_name;
@@ -1057,7 +1045,6 @@ void ProcessPoolImpl::handle_result(Slot& s, const Frame& f, std::span<const std
   std::vector<std::uint32_t> status(n);
   std::size_t pos = 16;
   for (std::size_t k = 0; k < n; ++k) {
-    pos = round_up(pos, 8);
     if (pos + 16 > payload.size()) throw SerializationError("result item beyond the payload");
     status[k] = load_at<std::uint32_t>(payload, pos);
     const auto len = load_at<std::uint64_t>(payload, pos + 8);
@@ -1317,10 +1304,13 @@ void ProcessPoolImpl::io_loop() {
     if (fin) return;
     const std::int64_t now = now_ns();
     if (progress) spin_until = now + spin_ns_;
-    if (outstanding && now < spin_until) {
+    if (now < spin_until) {  // warm for the next submit too, as a worker is
       // Spin on the doorbell only: every event bumps it.
-      while (hdr_->bell.load(std::memory_order_acquire) == v && now_ns() < spin_until)
-        cpu_relax();
+      while (hdr_->bell.load(std::memory_order_acquire) == v && now_ns() < spin_until) {
+        for (int i = 0; i < 32 && hdr_->bell.load(std::memory_order_relaxed) == v; ++i)
+          cpu_relax();
+        sched_yield();
+      }
       if (hdr_->bell.load(std::memory_order_acquire) != v) continue;
     }
     hdr_->io_sleeping.store(1, std::memory_order_seq_cst);

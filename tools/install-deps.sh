@@ -5,9 +5,11 @@ set -euo pipefail
 
 packages=(
   g++ cmake ninja-build ccache pkg-config   # toolchain
+  libxxhash-dev                             # frame checksums of the process-pool channel
   libgtest-dev libgmock-dev                 # tests
   libbenchmark-dev libtbb-dev libcereal-dev # benchmark peers (oneTBB, cereal, Boost.Interprocess),
   libboost-dev                              # not dependencies of parx itself
+  python3-joblib                            # Python peer of the ProcessPool benchmark
 )
 
 missing=()

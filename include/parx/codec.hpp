@@ -102,13 +102,13 @@ using Bytes = std::vector<std::byte, detail::DefaultInitAllocator<std::byte>>;
 class Encoder {
  public:
   // Starts with room for a typical small message, so small records never reallocate.
-  Encoder() { buf_.reserve(256); }
-  explicit Encoder(std::size_t reserve) { buf_.reserve(reserve); }
+  Encoder() : Encoder(256) {}
+  explicit Encoder(std::size_t reserve) { buf_.resize(std::max<std::size_t>(reserve, 16)); }
 
   void write(const void* src, std::size_t n) {
-    const std::size_t at = buf_.size();
-    grow(n);
-    if (n) std::memcpy(buf_.data() + at, src, n);
+    if (buf_.size() - n_ < n) grow(n);
+    if (n) std::memcpy(buf_.data() + n_, src, n);
+    n_ += n;
   }
   void varint(std::uint64_t v) {
     std::byte tmp[10];
@@ -125,30 +125,33 @@ class Encoder {
   // could use the data in place.
   void align(std::size_t a) {
     static constexpr std::byte zeros[64] = {};
-    const std::size_t pad = (a - buf_.size() % a) % a;
+    const std::size_t pad = (a - n_ % a) % a;
     write(zeros, pad);
   }
   template <class T>
   void put(const T& v);  // encodes any supported value
 
-  std::size_t size() const noexcept { return buf_.size(); }
-  std::span<const std::byte> bytes() const noexcept { return buf_; }
+  std::size_t size() const noexcept { return n_; }
+  std::span<const std::byte> bytes() const noexcept { return {buf_.data(), n_}; }
   // Writable access to bytes already written (to patch a length field after the fact).
   std::byte* data() noexcept { return buf_.data(); }
   // Drops everything after the first `n` bytes (undoes a partly written value).
   void truncate(std::size_t n) noexcept {
-    if (n < buf_.size()) buf_.resize(n);
+    if (n < n_) n_ = n;
   }
-  Bytes take() noexcept { return std::move(buf_); }
-  void clear() noexcept { buf_.clear(); }
+  Bytes take() noexcept {
+    buf_.resize(n_);  // shrinking a default-initialised vector: no reallocation, no writes
+    n_ = 0;
+    return std::move(buf_);
+  }
+  void clear() noexcept { n_ = 0; }
 
  private:
-  void grow(std::size_t n) {
-    if (buf_.capacity() - buf_.size() < n)
-      buf_.reserve(std::max(buf_.capacity() * 2, buf_.size() + n));
-    buf_.resize(buf_.size() + n);  // capacity is there: no reallocation, only the new bytes
-  }
+  // The buffer's size is its usable room (bytes are default-initialised, never zeroed); n_ is
+  // what has been written.
+  void grow(std::size_t n) { buf_.resize(std::max(buf_.size() * 2, n_ + n)); }
   Bytes buf_;
+  std::size_t n_ = 0;
 };
 
 // ---- Decoder ----------------------------------------------------------------------------------

@@ -4,7 +4,7 @@
 //
 // Functions cross the process boundary by name: register each with PARX_REMOTE (remote.hpp).
 // Arguments and results travel through the codec (codec.hpp) over shared-memory rings; payloads
-// above 256 KiB go by reference in a memfd instead of through the ring.
+// above 1 MiB go by reference in a memfd instead of through the ring.
 //
 // Contract
 //   * parx::init(argc, argv) must be the first line of main: workers are forked from the fork
@@ -103,17 +103,16 @@ struct PoolItem {
   std::size_t offset;  // of the item's 16-byte header in the payload
 };
 
-// Builds a job payload: per item, [i64 index][u64 length] then the encoded arguments.
+// Builds a job payload: per item, [i64 index][u64 length] then the encoded arguments (unaligned).
 // The payload starts with [u64 function id][u64 item count], filled in by the pool.
 class PoolJobBuilder {
  public:
-  explicit PoolJobBuilder(std::size_t items) {
+  explicit PoolJobBuilder(std::size_t items) : enc_(16 + items * 32) {
     items_.reserve(items);
     const std::uint64_t prefix[2] = {0, 0};
     enc_.write(prefix, sizeof prefix);
   }
   Encoder& begin_item(std::int64_t index) {
-    enc_.align(8);
     at_ = enc_.size();
     items_.push_back({index, at_});
     const std::uint64_t hdr[2] = {static_cast<std::uint64_t>(index), 0};
@@ -135,7 +134,7 @@ class PoolJobBuilder {
   std::vector<PoolItem> take_items() noexcept { return std::move(items_); }
 
  private:
-  Encoder enc_{1024};
+  Encoder enc_;
   std::vector<PoolItem> items_;
   std::size_t at_ = 0;
 };
@@ -413,7 +412,7 @@ auto ProcessPool::imap(F&& f, Rg&& inputs, const MapOptions& opts) {
   using Stream = detail::MapStream<ProcessPool, View, Fn>;
   auto fn = std::make_shared<Fn>(std::forward<F>(f));
   return MapRange<Stream>(std::make_unique<Stream>(*this, std::views::all(std::forward<Rg>(inputs)),
-                                                   std::move(fn), opts, 50'000));
+                                                   std::move(fn), opts, 50'000, 32768));
 }
 
 template <class F, std::ranges::input_range Rg>

@@ -71,12 +71,13 @@ class MapStream {
   using R = unit_if_void<std::invoke_result_t<F&, In&>>;
 
   MapStream(Ex& ex, View view, std::shared_ptr<F> f, const MapOptions& opts,
-            std::size_t default_target_us)
+            std::size_t default_target_us, std::size_t max_chunk = 65536)
       : ex_(ex),
         view_(std::move(view)),
         f_(std::move(f)),
         opts_(opts),
         chunk_(opts.chunksize ? opts.chunksize : 1),
+        max_chunk_(static_cast<double>(max_chunk)),
         target_ns_(static_cast<std::int64_t>(opts.target_chunk_us ? opts.target_chunk_us
                                                                   : default_target_us) *
                    1000),
@@ -200,7 +201,7 @@ class MapStream {
         static_cast<double>(std::max<std::int64_t>(elapsed_ns, 1)) / static_cast<double>(count);
     ema_ns_ = ema_ns_ < 0 ? per_item : 0.7 * ema_ns_ + 0.3 * per_item;
     const double ideal = static_cast<double>(target_ns_) / std::max(ema_ns_, 1.0);
-    const std::size_t next = static_cast<std::size_t>(std::clamp(ideal, 1.0, 65536.0));
+    const std::size_t next = static_cast<std::size_t>(std::clamp(ideal, 1.0, max_chunk_));
     // Grow at most 2x per step (a noisy fast chunk must not blow up the batch), shrink at once.
     chunk_ = std::min(next, std::max<std::size_t>(chunk_ * 2, 1));
   }
@@ -221,6 +222,7 @@ class MapStream {
   bool started_ = false;
   bool exhausted_ = false;
   std::size_t chunk_;
+  double max_chunk_;
   std::int64_t target_ns_;
   double ema_ns_ = -1;
   std::size_t in_flight_items_ = 0;

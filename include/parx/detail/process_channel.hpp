@@ -7,7 +7,7 @@
 // Each region holds two single-producer single-consumer byte rings (requests: parent -> worker,
 // responses: worker -> parent) and the worker's "what am I running" words, which the parent reads
 // to attribute a crash or a timeout to the exact item. A ring carries frames: a 32-byte header
-// (magic, kind, job, size, flags, CRC-32C of header and inline payload) and the payload padded to
+// (magic, kind, job, size, flags, XXH3 checksum of header and inline payload) and the payload padded to
 // 32 bytes. A frame never wraps; a Skip frame fills the end of the ring instead. Payloads larger
 // than kInlineLimit travel by reference: the sender writes them to a fresh memfd, passes its fd
 // over the worker's socket (SCM_RIGHTS) and sends a frame with kByRef.
@@ -25,8 +25,8 @@ namespace parx::detail::channel {
 
 constexpr std::uint32_t kMagic = 0x31465850;  // "PXF1"
 constexpr std::size_t kFrameAlign = 32;
-constexpr std::size_t kRingBytes = std::size_t{1} << 20;  // per direction, per worker
-constexpr std::size_t kInlineLimit = kRingBytes / 4;      // larger payloads go by reference
+constexpr std::size_t kRingBytes = std::size_t{4} << 20;  // per direction, per worker
+constexpr std::size_t kInlineLimit = kRingBytes / 4;     // larger payloads go by reference
 
 enum Kind : std::uint32_t {
   kSkip = 1,        // padding to the end of the ring
@@ -48,7 +48,7 @@ struct FrameHeader {
   std::uint64_t job;
   std::uint64_t size;  // payload bytes (inline or by reference)
   std::uint32_t flags;
-  std::uint32_t crc;  // CRC-32C of the first 28 bytes and the inline payload
+  std::uint32_t check;  // XXH3 of the first 28 bytes and the inline payload (low 32 bits)
 };
 static_assert(sizeof(FrameHeader) == kFrameAlign);
 
@@ -92,13 +92,8 @@ inline std::byte* resp_data(RegionLayout* r) {
   return reinterpret_cast<std::byte*>(r) + 4096 + kRingBytes;
 }
 
-// CRC-32C (Castagnoli), hardware-accelerated where the CPU has it.
-std::uint32_t crc32c(std::uint32_t crc, const void* data, std::size_t n) noexcept;
-
-inline std::uint32_t frame_crc(const FrameHeader& h, std::span<const std::byte> inline_payload) {
-  std::uint32_t c = crc32c(0xffffffffu, &h, offsetof(FrameHeader, crc));
-  c = crc32c(c, inline_payload.data(), inline_payload.size());
-  return ~c;
-}
+// The checksum of a frame: XXH3 (libxxhash) of the header's first 28 bytes, then of the inline
+// payload seeded with that.
+std::uint32_t frame_check(const FrameHeader& h, std::span<const std::byte> inline_payload) noexcept;
 
 }  // namespace parx::detail::channel
