@@ -398,8 +398,8 @@ pid_t ForkServer::spawn(FunctionId fn, std::span<const std::byte> args, bool det
       std::lock_guard l2(mu_);
       h.request = next_request_++;
     }
-    const bool ok = send_msg(fd_, h, args_fd >= 0 ? std::span<const std::byte>{} : args, args_fd,
-                             channel_fd);
+    const bool ok =
+        send_msg(fd_, h, args_fd >= 0 ? std::span<const std::byte>{} : args, args_fd, channel_fd);
     if (args_fd >= 0) close(args_fd);
     if (!ok) throw Error("parx: the fork server is gone (it cannot start new processes)");
   }

@@ -49,7 +49,8 @@ std::string last_throw_trace();
 
 namespace channel {
 
-std::uint32_t frame_check(const FrameHeader& h, std::span<const std::byte> inline_payload) noexcept {
+std::uint32_t frame_check(const FrameHeader& h,
+                          std::span<const std::byte> inline_payload) noexcept {
   const XXH64_hash_t seed = XXH3_64bits(&h, offsetof(FrameHeader, check));
   return static_cast<std::uint32_t>(
       XXH3_64bits_withSeed(inline_payload.data(), inline_payload.size(), seed));
@@ -65,7 +66,8 @@ constexpr std::size_t kPrefetch = 2;
 // A job item's header is [i64 index][u64 word]: the low 56 bits of word are the length of the
 // encoded arguments, the top 8 bits the zero padding before them (a resent item keeps its
 // arguments at the same offset modulo 64, so alignment inside them still lines up).
-constexpr std::uint64_t kItemLenMask = (std::uint64_t{1} << 56) - 1;  // jobs a worker may hold: one running, one queued
+constexpr std::uint64_t kItemLenMask =
+    (std::uint64_t{1} << 56) - 1;  // jobs a worker may hold: one running, one queued
 
 std::size_t round_up(std::size_t n, std::size_t a) {
   return (n + a - 1) / a * a;
@@ -160,7 +162,7 @@ class Mapped {
   Mapped() = default;
   // Maps `fd` (closing it), which must hold exactly `size` bytes.
   bool open(int fd, std::size_t size, std::string& why) {
-    struct stat st{};
+    struct stat st {};
     if (fstat(fd, &st) != 0 || static_cast<std::size_t>(st.st_size) != size) {
       why = "payload descriptor holds " + std::to_string(st.st_size) + " bytes, frame says " +
             std::to_string(size);
@@ -261,8 +263,8 @@ Peek ring_peek(Ring r, Frame& f, std::string& why) {
     const bool byref = f.h.flags & kByRef;
     const std::size_t inline_bytes = (f.h.kind == kSkip || byref) ? 0 : f.h.size;
     if (f.h.kind == kSkip) {
-      if (f.h.size != kRingBytes - off - sizeof(FrameHeader) ||
-          f.h.check != frame_check(f.h, {}) || tail - head < kRingBytes - off) {
+      if (f.h.size != kRingBytes - off - sizeof(FrameHeader) || f.h.check != frame_check(f.h, {}) ||
+          tail - head < kRingBytes - off) {
         why = "bad padding frame";
         return Peek::Corrupt;
       }
@@ -559,7 +561,8 @@ PARX_REMOTE_AS(parx::detail::worker_main, "parx::process_pool_worker");
 namespace parx::detail {
 namespace {
 
-// ---- the parent: jobs, slots, the I/O thread ------------------------------------------------------
+// ---- the parent: jobs, slots, the I/O thread
+// ------------------------------------------------------
 
 struct Holder {
   std::unique_ptr<PoolSink> sink;
@@ -583,8 +586,8 @@ struct Job {
   std::shared_ptr<Holder> holder;
   std::shared_ptr<const Bytes> orig;  // payload as built by the caller
   std::vector<ItemRef> items;
-  int memfd = -1;      // payload by reference, kept until the job completes
-  int blameless = 0;   // requeues after deaths that did not start it
+  int memfd = -1;     // payload by reference, kept until the job completes
+  int blameless = 0;  // requeues after deaths that did not start it
   ~Job() {
     if (memfd >= 0) close(memfd);
   }
@@ -705,7 +708,8 @@ ProcessPoolImpl::ProcessPoolImpl(const ProcessPool::Options& o)
   if (n == 0) n = 1;
   if (n > 4096) throw InvalidArgument("ProcessPool: at most 4096 workers");
   memfd_ = memfd_create("parx-pool", MFD_CLOEXEC);
-  if (memfd_ < 0) throw Error(std::string("ProcessPool: memfd_create failed: ") + std::strerror(errno));
+  if (memfd_ < 0)
+    throw Error(std::string("ProcessPool: memfd_create failed: ") + std::strerror(errno));
   map_bytes_ = region_offset(n);
   if (ftruncate(memfd_, static_cast<off_t>(map_bytes_)) != 0) {
     close(memfd_);
@@ -980,8 +984,8 @@ bool ProcessPoolImpl::drain(Slot& s, Done& done) {
     if (p == Peek::Empty) return any;
     auto corrupt = [&](const std::string& w) {
       ++stats_.corrupt_messages;
-      kill_slot(s, Slot::Corrupt, "corrupt message from worker pid " + std::to_string(s.pid) +
-                                      ": " + w);
+      kill_slot(s, Slot::Corrupt,
+                "corrupt message from worker pid " + std::to_string(s.pid) + ": " + w);
       return true;
     };
     if (p == Peek::Corrupt) return corrupt(why);
@@ -1106,10 +1110,10 @@ void ProcessPoolImpl::handle_exit(Slot& s, const ExitStatus& es, Done& done) {
       std::exception_ptr err;
       if (s.kill == Slot::Timeout) {
         ++stats_.timeouts;
-        err = std::make_exception_ptr(TimeoutError(
-            "parx::TimeoutError: task " + std::to_string(culprit.index) + " ran longer than " +
-            std::to_string(opts_.timeout.count()) + " ms; worker pid " + std::to_string(s.pid) +
-            " was killed and replaced"));
+        err = std::make_exception_ptr(
+            TimeoutError("parx::TimeoutError: task " + std::to_string(culprit.index) +
+                         " ran longer than " + std::to_string(opts_.timeout.count()) +
+                         " ms; worker pid " + std::to_string(s.pid) + " was killed and replaced"));
       } else if (s.kill == Slot::Corrupt) {
         err = std::make_exception_ptr(SerializationError(s.kill_detail + "; worker replaced"));
       } else if (culprit.attempts < opts_.retries && accepting_) {
@@ -1117,9 +1121,9 @@ void ProcessPoolImpl::handle_exit(Slot& s, const ExitStatus& es, Done& done) {
         ++stats_.retries;
         again.push_back(sub_job(j, {culprit}));
       } else {
-        std::string detail = (j.fn_name.empty() ? std::string() : "in " + j.fn_name + "; ") +
-                             (s.kill == Slot::Memory ? s.kill_detail
-                                                     : std::string("the worker was replaced"));
+        std::string detail =
+            (j.fn_name.empty() ? std::string() : "in " + j.fn_name + "; ") +
+            (s.kill == Slot::Memory ? s.kill_detail : std::string("the worker was replaced"));
         if (culprit.attempts > 0)
           detail += "; failed " + std::to_string(culprit.attempts + 1) + " times";
         err = std::make_exception_ptr(
@@ -1130,7 +1134,8 @@ void ProcessPoolImpl::handle_exit(Slot& s, const ExitStatus& es, Done& done) {
     } else if (s.kill == Slot::Corrupt && jp == s.assigned.front()) {
       // Its result was behind the corrupt bytes: the job fails, it is not run again.
       for (auto& it : j.items)
-        fail_item(j, it, std::make_exception_ptr(SerializationError(s.kill_detail + "; worker replaced")),
+        fail_item(j, it,
+                  std::make_exception_ptr(SerializationError(s.kill_detail + "; worker replaced")),
                   done);
     } else if (clean_retire) {
       again.push_back(std::move(jp));  // queued behind the last task of a retiring worker
@@ -1154,8 +1159,8 @@ void ProcessPoolImpl::handle_exit(Slot& s, const ExitStatus& es, Done& done) {
   if (s.state == Slot::Booting && !init_error_) {
     ++s.init_failures;
     if (s.initial)
-      init_error_ = std::make_exception_ptr(WorkerCrashed(
-          s.pid, es.signal, es.exit_code, -1, "while starting (in the initializer?)"));
+      init_error_ = std::make_exception_ptr(WorkerCrashed(s.pid, es.signal, es.exit_code, -1,
+                                                          "while starting (in the initializer?)"));
     boot_cv_.notify_all();
   }
   s.pid = 0;

@@ -39,8 +39,8 @@ ThrowFn next_throw() noexcept {
 
 std::string demangled(const char* name) {
   int status = 0;
-  std::unique_ptr<char, void (*)(void*)> d(__cxxabiv1::__cxa_demangle(name, nullptr, nullptr, &status),
-                                           std::free);
+  std::unique_ptr<char, void (*)(void*)> d(
+      __cxxabiv1::__cxa_demangle(name, nullptr, nullptr, &status), std::free);
   return status == 0 && d ? std::string(d.get()) : std::string(name);
 }
 

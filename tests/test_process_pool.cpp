@@ -43,7 +43,8 @@ extern "C" const char* __tsan_default_options() {
   return "handle_segv=0:handle_abort=0";
 }
 
-// ---- functions the workers run -------------------------------------------------------------------
+// ---- functions the workers run
+// -------------------------------------------------------------------
 
 int square(int x) {
   return x * x;
@@ -268,7 +269,8 @@ std::string temp_marker(const char* name) {
   return p;
 }
 
-// ---- results --------------------------------------------------------------------------------------
+// ---- results
+// --------------------------------------------------------------------------------------
 
 TEST(ProcessPool, SubmitMapStarmapImap) {
   parx::ProcessPool pool(2);
@@ -332,7 +334,8 @@ TEST(ProcessPool, LazyInputOfUnknownLength) {
   EXPECT_EQ(sum, want);
 }
 
-// ---- exceptions -----------------------------------------------------------------------------------
+// ---- exceptions
+// -----------------------------------------------------------------------------------
 
 TEST(ProcessPool, ExceptionsArriveAsTaskErrorWithTypeMessagePidHostAndTrace) {
   parx::ProcessPool pool(1);
@@ -408,7 +411,8 @@ TEST(ProcessPool, RetryOnExceptionIsOptIn) {
   std::filesystem::remove(marker);
 }
 
-// ---- functions that cannot run --------------------------------------------------------------------
+// ---- functions that cannot run
+// --------------------------------------------------------------------
 
 TEST(ProcessPool, UnregisteredFunctionIsRefusedAtSubmitNamingIt) {
   parx::ProcessPool pool(1);
@@ -443,7 +447,8 @@ TEST(ProcessPool, ArgumentsThatDoNotDecodeFailTheTaskOnly) {
   EXPECT_EQ(pool.submit(square, 4).get(), 16);
 }
 
-// ---- crashes --------------------------------------------------------------------------------------
+// ---- crashes
+// --------------------------------------------------------------------------------------
 
 void expect_crash(parx::ProcessPool& pool, int (*fn)(int), int arg, int sig, int code) {
   const auto before = pool.pids();
@@ -547,7 +552,8 @@ TEST(ProcessPool, MaxTasksPerWorkerReplacesWorkers) {
   EXPECT_EQ(pool.stats().crashes, 0u);
 }
 
-// ---- corrupt channel bytes --------------------------------------------------------------------------
+// ---- corrupt channel bytes
+// --------------------------------------------------------------------------
 
 TEST(ProcessPool, CorruptResponseBytesAreDetected) {
   parx::ProcessPool pool(1);
@@ -575,7 +581,8 @@ TEST(ProcessPool, CorruptRequestBytesAreRefusedWithoutLosingWork) {
   }));
 }
 
-// ---- large payloads -------------------------------------------------------------------------------
+// ---- large payloads
+// -------------------------------------------------------------------------------
 
 TEST(ProcessPool, TwoHundredMegabyteArgumentAndResult) {
   parx::ProcessPool pool(1);
@@ -589,7 +596,8 @@ TEST(ProcessPool, TwoHundredMegabyteArgumentAndResult) {
   EXPECT_EQ(out.back(), 0.5 * static_cast<double>(v.size() - 1));
 }
 
-// ---- initializer -------------------------------------------------------------------------------------
+// ---- initializer
+// -------------------------------------------------------------------------------------
 
 TEST(ProcessPool, InitializerRunsInEveryWorker) {
   parx::ProcessPool pool({.workers = 2, .initializer = parx::remote_call(set_base, 1000)});
@@ -611,7 +619,8 @@ TEST(ProcessPool, FailingInitializerFailsTheConstructor) {
   EXPECT_NE(e.info().function.find("initializer_throws"), std::string::npos);
 }
 
-// ---- shutdown ------------------------------------------------------------------------------------------
+// ---- shutdown
+// ------------------------------------------------------------------------------------------
 
 TEST(ProcessPool, ShutdownCancelsPendingAndRefusesNewWork) {
   parx::ProcessPool pool(1);
@@ -653,7 +662,8 @@ TEST(ProcessPool, DestructorWaitsForRunningWork) {
     EXPECT_TRUE(parx_test::eventually([&] { return gone(static_cast<pid_t>(p)); }));
 }
 
-// ---- the parent dies --------------------------------------------------------------------------------
+// ---- the parent dies
+// --------------------------------------------------------------------------------
 
 std::set<std::string> dev_shm() {
   std::set<std::string> names;

@@ -2,6 +2,7 @@
 // conversion, refusal of unknown ids, and errors that name unregistered functions.
 #include <gtest/gtest.h>
 
+#include <parx/process_pool.hpp>
 #include <parx/remote.hpp>
 
 #include <algorithm>
@@ -83,7 +84,12 @@ TEST(Remote, IdsComeFromNamesNotRegistrationOrder) {
   EXPECT_NE(parx::function_id("scale"), parx::function_id("greet"));
   auto names = parx::registered_functions();
   EXPECT_EQ(std::count(names.begin(), names.end(), "scale"), 1);
-  EXPECT_EQ(names.size(), 8u);
+  // This binary's eight, plus parx's own (the process-pool worker, linked in by this test's
+  // ProcessPool check).
+  EXPECT_EQ(std::count_if(names.begin(), names.end(),
+                          [](const std::string& n) { return n.rfind("parx::", 0) != 0; }),
+            8);
+  EXPECT_EQ(std::count(names.begin(), names.end(), "parx::process_pool_worker"), 1);
 }
 
 TEST(Remote, InvokeThroughRegistry) {
@@ -187,3 +193,13 @@ TEST(InitErrors, InitAfterAThreadStartedIsRefused) {
 }
 
 }  // namespace
+
+// This binary never calls parx::init: a process pool must say what is missing.
+TEST(ProcessPoolWithoutInit, SaysToCallInit) {
+  try {
+    parx::ProcessPool pool(1);
+    FAIL() << "constructed without parx::init";
+  } catch (const parx::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("parx::init(argc, argv)"), std::string::npos) << e.what();
+  }
+}

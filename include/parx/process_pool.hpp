@@ -49,9 +49,9 @@
 
 #include <sys/types.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstddef>
-#include <algorithm>
 #include <cstdint>
 #include <cstring>
 #include <memory>
@@ -165,8 +165,9 @@ void decode_result_into(std::optional<unit_if_void<R>>& out, std::span<const std
     out.emplace(d.template make<R>());
   }
   if (d.remaining() != 0)
-    throw SerializationError(std::to_string(d.remaining()) +
-                             " trailing bytes after a task result (corrupt, or a different binary)");
+    throw SerializationError(
+        std::to_string(d.remaining()) +
+        " trailing bytes after a task result (corrupt, or a different binary)");
 }
 
 template <class R>
@@ -239,7 +240,7 @@ struct is_star_call<StarCall<Fn>> : std::true_type {};
 
 template <class F>
 inline constexpr bool is_function_pointer_v =
-    std::is_pointer_v<F> && std::is_function_v<std::remove_pointer_t<F>>;
+    std::is_pointer_v<F>&& std::is_function_v<std::remove_pointer_t<F>>;
 
 }  // namespace detail
 
@@ -297,8 +298,7 @@ class ProcessPool {
   template <class R, class... P, class... A>
   Future<R> submit(R (*fn)(P...), A&&... args);
   template <class F, class... A>
-    requires(!detail::is_function_pointer_v<std::decay_t<F>>)
-  Future<int> submit(F&&, A&&...) {
+  requires(!detail::is_function_pointer_v<std::decay_t<F>>) Future<int> submit(F&&, A&&...) {
     static_assert(detail::always_false_v<F>,
                   "parx::ProcessPool runs functions registered with PARX_REMOTE: a lambda, functor "
                   "or std::function cannot cross a process boundary. Write a function, add "
@@ -422,7 +422,8 @@ auto ProcessPool::map(F&& f, Rg&& inputs, const MapOptions& opts) {
   MapOptions o = opts;
   o.ordered = true;
   std::size_t n = 0;
-  if constexpr (std::ranges::sized_range<Rg>) n = static_cast<std::size_t>(std::ranges::size(inputs));
+  if constexpr (std::ranges::sized_range<Rg>)
+    n = static_cast<std::size_t>(std::ranges::size(inputs));
   auto stream = imap(std::forward<F>(f), std::forward<Rg>(inputs), o);
   if constexpr (std::is_void_v<R>) {
     while (stream.next()) {

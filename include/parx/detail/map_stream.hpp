@@ -157,9 +157,7 @@ class MapStream {
       const std::size_t first = pulled_;
       pulled_ += count;
       Future<ChunkResult<R>> fut;
-      if constexpr (requires {
-                      ex_.template submit_chunk<R>(*f_, std::move(items), first);
-                    }) {
+      if constexpr (requires { ex_.template submit_chunk<R>(*f_, std::move(items), first); }) {
         fut = ex_.template submit_chunk<R>(*f_, std::move(items), first);
       } else {
         fut = ex_.submit(

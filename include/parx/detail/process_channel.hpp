@@ -7,10 +7,10 @@
 // Each region holds two single-producer single-consumer byte rings (requests: parent -> worker,
 // responses: worker -> parent) and the worker's "what am I running" words, which the parent reads
 // to attribute a crash or a timeout to the exact item. A ring carries frames: a 32-byte header
-// (magic, kind, job, size, flags, XXH3 checksum of header and inline payload) and the payload padded to
-// 32 bytes. A frame never wraps; a Skip frame fills the end of the ring instead. Payloads larger
-// than kInlineLimit travel by reference: the sender writes them to a fresh memfd, passes its fd
-// over the worker's socket (SCM_RIGHTS) and sends a frame with kByRef.
+// (magic, kind, job, size, flags, XXH3 checksum of header and inline payload) and the payload
+// padded to 32 bytes. A frame never wraps; a Skip frame fills the end of the ring instead. Payloads
+// larger than kInlineLimit travel by reference: the sender writes them to a fresh memfd, passes its
+// fd over the worker's socket (SCM_RIGHTS) and sends a frame with kByRef.
 //
 // Wake-ups: the consumer spins briefly, then sets `sleeping` and waits on `bell` (a shared futex);
 // the producer bumps `bell` after publishing `tail` and wakes it only if `sleeping` is set.
@@ -26,16 +26,16 @@ namespace parx::detail::channel {
 constexpr std::uint32_t kMagic = 0x31465850;  // "PXF1"
 constexpr std::size_t kFrameAlign = 32;
 constexpr std::size_t kRingBytes = std::size_t{4} << 20;  // per direction, per worker
-constexpr std::size_t kInlineLimit = kRingBytes / 4;     // larger payloads go by reference
+constexpr std::size_t kInlineLimit = kRingBytes / 4;      // larger payloads go by reference
 
 enum Kind : std::uint32_t {
-  kSkip = 1,        // padding to the end of the ring
-  kRun = 2,         // parent -> worker: run the items of a job
-  kStop = 3,        // parent -> worker: exit cleanly
-  kResult = 16,     // worker -> parent: outcomes of a job's items
-  kReady = 17,      // worker -> parent: booted, initializer done
-  kInitFailed = 18, // worker -> parent: the initializer threw (payload: TaskErrorInfo)
-  kRefused = 19,    // worker -> parent: a request frame was corrupt; the worker exits
+  kSkip = 1,         // padding to the end of the ring
+  kRun = 2,          // parent -> worker: run the items of a job
+  kStop = 3,         // parent -> worker: exit cleanly
+  kResult = 16,      // worker -> parent: outcomes of a job's items
+  kReady = 17,       // worker -> parent: booted, initializer done
+  kInitFailed = 18,  // worker -> parent: the initializer threw (payload: TaskErrorInfo)
+  kRefused = 19,     // worker -> parent: a request frame was corrupt; the worker exits
 };
 enum Flags : std::uint32_t {
   kByRef = 1,   // payload is in a memfd passed over the socket just before this frame
