@@ -304,7 +304,6 @@ T load_at(std::span<const std::byte> b, std::size_t at) {
 // ---- the worker process ------------------------------------------------------------------------
 
 struct WorkerBoot {
-  std::uint64_t slot = 0;
   std::uint64_t region_offset = 0;
   std::uint64_t max_tasks = 0;
   std::uint64_t memory_limit = 0;
@@ -653,18 +652,19 @@ class ProcessPoolImpl {
     hdr_->bell.fetch_add(1, std::memory_order_seq_cst);
     if (hdr_->io_sleeping.load(std::memory_order_seq_cst)) futex_wake_shared(&hdr_->bell, 1);
   }
+  void release() noexcept;
   void spawn(Slot& s);
-  void dispatch(Done& done);
+  void dispatch();
   bool send_job(Slot& s, Job& j);
   bool drain(Slot& s, Done& done);
-  void handle_result(Slot& s, const Frame& f, std::span<const std::byte> payload, Done& done);
+  void handle_result(Slot& s, std::span<const std::byte> payload, Done& done);
   void handle_exit(Slot& s, const ExitStatus& es, Done& done);
   void kill_slot(Slot& s, Slot::Kill why, std::string detail);
   void requeue_front(std::vector<std::unique_ptr<Job>>& jobs);
   std::unique_ptr<Job> sub_job(const Job& j, std::vector<ItemRef> items);
   void fail_item(Job& j, const ItemRef& it, std::exception_ptr e, Done& done);
   void item_done(Job& j, Done& done);
-  bool step(Done& done, bool& outstanding, std::int64_t& wait_ns);
+  bool step(Done& done, std::int64_t& wait_ns);
   void io_loop();
   void finish(Done& done) {
     for (auto& h : done)
@@ -765,21 +765,18 @@ ProcessPoolImpl::ProcessPoolImpl(const ProcessPool::Options& o)
       for (auto& s : slots_)
         if (s.pid > 0) fs_.signal(s.pid, SIGKILL);
     }
-    {
-      std::lock_guard lk(inbox_->mu);
-      inbox_->closed = true;
-    }
-    fs_.remove_exit_listener(listener_);
-    for (auto& s : slots_)
-      if (s.sock >= 0) close(s.sock);
-    munmap(base_, map_bytes_);
-    close(memfd_);
+    release();
     throw;
   }
 }
 
 ProcessPoolImpl::~ProcessPoolImpl() {
   shutdown(true, false);
+  release();
+}
+
+// After the I/O thread has stopped: no more exit reports, sockets and the channel freed.
+void ProcessPoolImpl::release() noexcept {
   {
     std::lock_guard lk(inbox_->mu);
     inbox_->closed = true;
@@ -798,7 +795,6 @@ void ProcessPoolImpl::spawn(Slot& s) {
   if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0)
     throw Error(std::string("ProcessPool: socketpair failed: ") + std::strerror(errno));
   WorkerBoot b;
-  b.slot = s.index;
   b.region_offset = region_offset(s.index);
   b.max_tasks = opts_.max_tasks_per_worker;
   b.memory_limit = opts_.memory_limit;
@@ -864,14 +860,14 @@ void ProcessPoolImpl::enqueue(FunctionId fn, Bytes payload, std::vector<PoolItem
       done.push_back(job->holder);
     } else {
       pending_.push_back(std::move(job));
-      dispatch(done);
+      dispatch();
     }
   }
   finish(done);
   bump();  // the I/O thread starts spinning for the response
 }
 
-void ProcessPoolImpl::dispatch(Done& done) {
+void ProcessPoolImpl::dispatch() {
   while (!pending_.empty()) {
     Job& j = *pending_.front();
     if (!j.holder->started) {
@@ -899,7 +895,6 @@ void ProcessPoolImpl::dispatch(Done& done) {
     best->assigned.push_back(std::move(pending_.front()));
     pending_.pop_front();
   }
-  (void)done;
 }
 
 bool ProcessPoolImpl::send_job(Slot& s, Job& j) {
@@ -1023,7 +1018,7 @@ bool ProcessPoolImpl::drain(Slot& s, Done& done) {
         if (s.assigned.empty() || s.assigned.front()->id != f.h.job)
           return corrupt("result for job " + std::to_string(f.h.job) + ", which it does not hold");
         try {
-          handle_result(s, f, payload, done);
+          handle_result(s, payload, done);
         } catch (const SerializationError& e) {
           return corrupt(e.what());
         }
@@ -1036,8 +1031,7 @@ bool ProcessPoolImpl::drain(Slot& s, Done& done) {
   }
 }
 
-void ProcessPoolImpl::handle_result(Slot& s, const Frame& f, std::span<const std::byte> payload,
-                                    Done& done) {
+void ProcessPoolImpl::handle_result(Slot& s, std::span<const std::byte> payload, Done& done) {
   Job& j = *s.assigned.front();
   if (payload.size() < 16) throw SerializationError("result payload too short");
   const auto n = load_at<std::uint64_t>(payload, 0);
@@ -1087,7 +1081,6 @@ void ProcessPoolImpl::handle_result(Slot& s, const Frame& f, std::span<const std
   std::unique_ptr<Job> finished = std::move(s.assigned.front());
   s.assigned.pop_front();
   if (!retry.empty()) pending_.push_back(sub_job(*finished, std::move(retry)));
-  (void)f;
 }
 
 void ProcessPoolImpl::handle_exit(Slot& s, const ExitStatus& es, Done& done) {
@@ -1174,7 +1167,7 @@ void ProcessPoolImpl::handle_exit(Slot& s, const ExitStatus& es, Done& done) {
 }
 
 // One pass of the I/O thread, under the lock. True if anything happened.
-bool ProcessPoolImpl::step(Done& done, bool& outstanding, std::int64_t& wait_ns) {
+bool ProcessPoolImpl::step(Done& done, std::int64_t& wait_ns) {
   bool progress = false;
   std::deque<std::pair<pid_t, ExitStatus>> exits;
   {
@@ -1224,12 +1217,12 @@ bool ProcessPoolImpl::step(Done& done, bool& outstanding, std::int64_t& wait_ns)
       }
     }
   }
-  dispatch(done);
+  dispatch();
 
   // Timeouts and memory ceilings of running items.
   const bool mem_check = opts_.memory_limit && now >= next_mem_check_;
   if (mem_check) next_mem_check_ = now + 10'000'000;
-  outstanding = !pending_.empty();
+  bool outstanding = !pending_.empty();
   for (auto& s : slots_) {
     if (s.assigned.empty()) continue;
     outstanding = true;
@@ -1297,12 +1290,12 @@ void ProcessPoolImpl::io_loop() {
   std::int64_t spin_until = 0;
   for (;;) {
     const std::uint32_t v = hdr_->bell.load(std::memory_order_acquire);
-    bool progress = false, outstanding = false;
+    bool progress = false;
     std::int64_t wait_ns = -1;
     bool fin = false;
     {
       std::lock_guard lk(mu_);
-      progress = step(done, outstanding, wait_ns);
+      progress = step(done, wait_ns);
       fin = finished_;
     }
     finish(done);

@@ -337,16 +337,21 @@ class ProcessPool {
     detail::PoolJobBuilder b(1);
     b.begin_item_aligned(-1).write(args.data(), args.size());
     b.end_item();
+    return enqueue_one<R>(id, b);
+  }
+
+ private:
+  void enqueue(FunctionId fn, Bytes payload, std::vector<detail::PoolItem> items,
+               std::unique_ptr<detail::PoolSink> sink);
+  // Queues a one-item job built in `b`; its future completes with the item's outcome.
+  template <class R>
+  Future<R> enqueue_one(FunctionId id, detail::PoolJobBuilder& b) {
     detail::Ref<detail::State<R>> st(new detail::State<R>());
     auto fut = detail::make_future<R>(detail::Ref<detail::State<R>>(st.get(), false));
     enqueue(id, b.take_payload(), b.take_items(),
             std::make_unique<detail::SubmitSink<R>>(std::move(st)));
     return fut;
   }
-
- private:
-  void enqueue(FunctionId fn, Bytes payload, std::vector<detail::PoolItem> items,
-               std::unique_ptr<detail::PoolSink> sink);
   template <class F>
   static FunctionId checked_id(const F& f);
 
@@ -362,11 +367,7 @@ Future<R> ProcessPool::submit(R (*fn)(P...), A&&... args) {
   detail::PoolJobBuilder b(1);
   encode_call(b.begin_item(-1), fn, std::forward<A>(args)...);
   b.end_item();
-  detail::Ref<detail::State<R>> st(new detail::State<R>());
-  auto fut = detail::make_future<R>(detail::Ref<detail::State<R>>(st.get(), false));
-  enqueue(id, b.take_payload(), b.take_items(),
-          std::make_unique<detail::SubmitSink<R>>(std::move(st)));
-  return fut;
+  return enqueue_one<R>(id, b);
 }
 
 template <class F>
