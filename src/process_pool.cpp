@@ -62,12 +62,17 @@ namespace {
 
 using namespace channel;
 
-constexpr std::size_t kPrefetch = 2;
+constexpr std::size_t kPrefetch = 2;  // jobs a worker may hold: one running, one queued
 // A job item's header is [i64 index][u64 word]: the low 56 bits of word are the length of the
 // encoded arguments, the top 8 bits the zero padding before them (a resent item keeps its
 // arguments at the same offset modulo 64, so alignment inside them still lines up).
-constexpr std::uint64_t kItemLenMask =
-    (std::uint64_t{1} << 56) - 1;  // jobs a worker may hold: one running, one queued
+constexpr std::uint64_t kItemLenMask = (std::uint64_t{1} << 56) - 1;
+// A batch job (kBatch) is [u64 fn][u64 n][u64 argument size][u64 result size] then the n packed
+// arguments; its result is [u64 n][i64 elapsed][u64 errors][u64 result size], the n packed
+// results (zero bytes where an item threw) padded to 8, then per error [u64 position][u64 length]
+// and the encoded TaskErrorInfo.
+constexpr std::size_t kBatchHeader = 32;
+constexpr std::size_t kMaxBatchElem = 1 << 16;
 
 std::size_t round_up(std::size_t n, std::size_t a) {
   return (n + a - 1) / a * a;
@@ -384,14 +389,17 @@ class Worker {
         payload = by_ref.bytes();
       }
       const std::uint64_t job = f.h.job;
-      if (!run_job(job, payload, why)) return refuse(why);
+      const bool batch = f.h.flags & kBatch;
+      if (!(batch ? run_batch(job, payload, why) : run_job(job, payload, why)))
+        return refuse(why);
       ring_pop(req_, f);
       std::fflush(stdout);
       std::fflush(stderr);
       ++done_;
       bool retire = boot_.max_tasks && done_ >= boot_.max_tasks;
       if (boot_.memory_limit && resident_bytes(getpid()) > boot_.memory_limit) retire = true;
-      post(kResult, job, retire ? std::uint32_t{kRetire} : std::uint32_t{0}, out_.bytes());
+      post(kResult, job, (retire ? std::uint32_t{kRetire} : 0u) | (batch ? std::uint32_t{kBatch} : 0u),
+           out_.bytes());
       if (retire) return 0;
     }
   }
@@ -468,6 +476,83 @@ class Worker {
     st.busy.store(0, std::memory_order_release);
     const std::int64_t elapsed = now_ns() - t0;
     std::memcpy(out_.data() + 8, &elapsed, sizeof elapsed);
+    return true;
+  }
+
+  // Runs a batch job (layout at kBatchHeader) into out_: the function's batch form loops over the
+  // packed arguments; an item that throws gets an error record and the loop resumes after it.
+  bool run_batch(std::uint64_t job, std::span<const std::byte> payload, std::string& why) {
+    if (payload.size() < kBatchHeader) {
+      why = "batch payload too short";
+      return false;
+    }
+    const auto fn = load_at<std::uint64_t>(payload, 0);
+    const auto n = load_at<std::uint64_t>(payload, 8);
+    const auto arg_size = load_at<std::uint64_t>(payload, 16);
+    const auto result_size = load_at<std::uint64_t>(payload, 24);
+    if (arg_size == 0 || arg_size > kMaxBatchElem || result_size > kMaxBatchElem ||
+        (payload.size() - kBatchHeader) % arg_size != 0 ||
+        n != (payload.size() - kBatchHeader) / arg_size) {
+      why = "batch payload does not match its item count and sizes";
+      return false;
+    }
+    const RemoteEntry* entry = find_remote(fn);
+    std::string refusal;
+    if (!entry) {
+      char hex[32];
+      std::snprintf(hex, sizeof hex, "%016llx", static_cast<unsigned long long>(fn));
+      refusal = std::string("parx: no function is registered under id ") + hex +
+                " in the worker (refused; was it built from a different program?)";
+    } else if (!entry->batch.invoke || entry->batch.arg_size != arg_size ||
+               entry->batch.result_size != result_size) {
+      refusal = "parx: " + entry->name +
+                " in the worker does not take a batch of this shape (was it built from a "
+                "different program?)";
+    }
+    out_.clear();
+    const std::uint64_t prefix[4] = {n, 0, 0, result_size};
+    out_.write(prefix, sizeof prefix);
+    const std::size_t results_at = out_.size();
+    out_.extend(round_up(n * result_size, 8));
+    const std::byte* in = payload.data() + kBatchHeader;
+    WorkerStatus& st = reg_->status;
+    st.job.store(job, std::memory_order_relaxed);
+    st.item.store(0, std::memory_order_relaxed);
+    st.item_started_ns.store(coarse_now_ns(), std::memory_order_relaxed);
+    st.busy.store(1, std::memory_order_release);
+    const std::int64_t t0 = now_ns();
+    std::uint64_t errors = 0;
+    std::size_t i = 0;
+    while (i < n) {
+      try {
+        clear_throw_trace();
+        if (!refusal.empty()) {
+          st.item.store(static_cast<std::uint32_t>(i), std::memory_order_relaxed);
+          throw Error(refusal);
+        }
+        if (boot_.timed) {  // one item per call, each with its start time for the deadline
+          st.item_started_ns.store(coarse_now_ns(), std::memory_order_relaxed);
+          entry->batch.invoke(entry->fn, in, out_.data() + results_at, i, i + 1, &st.item);
+        } else {
+          entry->batch.invoke(entry->fn, in, out_.data() + results_at, i, n, &st.item);
+        }
+      } catch (...) {
+        std::memset(out_.data() + results_at + i * result_size, 0, result_size);
+        const std::size_t hdr_at = out_.size();
+        const std::uint64_t hdr[2] = {i, 0};
+        out_.write(hdr, sizeof hdr);
+        out_.put(error_info(std::current_exception(), static_cast<std::int64_t>(i),
+                            entry ? entry->name : "", host_));
+        const std::uint64_t len = out_.size() - hdr_at - sizeof hdr;
+        std::memcpy(out_.data() + hdr_at + 8, &len, sizeof len);
+        ++errors;
+        ++i;
+      }
+    }
+    st.busy.store(0, std::memory_order_release);
+    const std::int64_t elapsed = now_ns() - t0;
+    std::memcpy(out_.data() + 8, &elapsed, sizeof elapsed);
+    std::memcpy(out_.data() + 16, &errors, sizeof errors);
     return true;
   }
 
@@ -584,13 +669,28 @@ struct Job {
   std::string fn_name;
   std::shared_ptr<Holder> holder;
   std::shared_ptr<const Bytes> orig;  // payload as built by the caller
-  std::vector<ItemRef> items;
+  std::vector<ItemRef> items;  // empty for a fresh batch job: item k is {first_index + k, k, k}
+  std::size_t count = 0;       // items in the job
+  std::int64_t first_index = 0;
   int memfd = -1;     // payload by reference, kept until the job completes
   int blameless = 0;  // requeues after deaths that did not start it
+  bool batch = false;          // packed arguments (kBatch); items[k].offset is the position
+  std::uint32_t arg_size = 0;  // batch: bytes per packed argument and result
+  std::uint32_t result_size = 0;
   ~Job() {
     if (memfd >= 0) close(memfd);
   }
   std::span<const std::byte> payload() const { return *orig; }
+  ItemRef item(std::size_t k) const {
+    return items.empty() ? ItemRef{first_index + static_cast<std::int64_t>(k), k, k, 0} : items[k];
+  }
+  // Every item, made explicit (for splits and failure paths).
+  std::vector<ItemRef>& all_items() {
+    if (items.empty())
+      for (std::size_t k = 0; k < count; ++k)
+        items.push_back({first_index + static_cast<std::int64_t>(k), k, k, 0});
+    return items;
+  }
 };
 
 struct Slot {
@@ -628,6 +728,8 @@ class ProcessPoolImpl {
   std::size_t workers() const noexcept { return slots_.size(); }
   void enqueue(FunctionId fn, Bytes payload, std::vector<PoolItem> items,
                std::unique_ptr<PoolSink> sink);
+  void enqueue_batch(FunctionId fn, Bytes payload, std::size_t n, std::int64_t first_index,
+                     std::unique_ptr<PoolSink> sink);
   void shutdown(bool wait, bool cancel_pending);
   std::vector<pid_t> pids() {
     std::lock_guard lk(mu_);
@@ -658,12 +760,16 @@ class ProcessPoolImpl {
   bool send_job(Slot& s, Job& j);
   bool drain(Slot& s, Done& done);
   void handle_result(Slot& s, std::span<const std::byte> payload, Done& done);
+  void handle_batch_result(Slot& s, std::span<const std::byte> payload, Done& done);
+  void error_outcome(Job& j, const ItemRef& it, TaskErrorInfo info, std::vector<ItemRef>& retry,
+                     Done& done);
+  void submit_job(std::unique_ptr<Job> job);
   void handle_exit(Slot& s, const ExitStatus& es, Done& done);
   void kill_slot(Slot& s, Slot::Kill why, std::string detail);
   void requeue_front(std::vector<std::unique_ptr<Job>>& jobs);
   std::unique_ptr<Job> sub_job(const Job& j, std::vector<ItemRef> items);
   void fail_item(Job& j, const ItemRef& it, std::exception_ptr e, Done& done);
-  void item_done(Job& j, Done& done);
+  void item_done(Job& j, Done& done, std::size_t count = 1);
   bool step(Done& done, std::int64_t& wait_ns);
   void io_loop();
   void finish(Done& done) {
@@ -842,7 +948,36 @@ void ProcessPoolImpl::enqueue(FunctionId fn, Bytes payload, std::vector<PoolItem
   job->items.reserve(items.size());
   for (std::size_t i = 0; i < items.size(); ++i)
     job->items.push_back({items[i].index, items[i].offset, i, 0});
+  job->count = items.size();
   job->orig = std::make_shared<const Bytes>(std::move(payload));
+  submit_job(std::move(job));
+}
+
+void ProcessPoolImpl::enqueue_batch(FunctionId fn, Bytes payload, std::size_t n,
+                                    std::int64_t first_index, std::unique_ptr<PoolSink> sink) {
+  const RemoteEntry* e = find_remote(fn);
+  if (!e || !e->batch.invoke)
+    throw Error("parx::ProcessPool: function id " + std::to_string(fn) + " has no batch form");
+  if (payload.size() != kBatchHeader + n * e->batch.arg_size)
+    throw InvalidArgument("parx::ProcessPool: batch payload of the wrong size");
+  const std::uint64_t prefix[4] = {fn, n, e->batch.arg_size, e->batch.result_size};
+  std::memcpy(payload.data(), prefix, sizeof prefix);
+  auto job = std::make_unique<Job>();
+  job->fn = fn;
+  job->fn_name = e->name;
+  job->batch = true;
+  job->arg_size = e->batch.arg_size;
+  job->result_size = e->batch.result_size;
+  job->holder = std::make_shared<Holder>();
+  job->holder->sink = std::move(sink);
+  job->holder->remaining = n;
+  job->count = n;
+  job->first_index = first_index;
+  job->orig = std::make_shared<const Bytes>(std::move(payload));
+  submit_job(std::move(job));
+}
+
+void ProcessPoolImpl::submit_job(std::unique_ptr<Job> job) {
   if (job->orig->size() > kInlineLimit) {  // prepared outside the lock
     job->memfd = memfd_with(*job->orig, "parx-args");
     if (job->memfd < 0)
@@ -855,7 +990,7 @@ void ProcessPoolImpl::enqueue(FunctionId fn, Bytes payload, std::vector<PoolItem
     if (!accepting_)
       throw ExecutorShutdown("parx::ProcessPool: submit after shutdown (the pool accepts no work)");
     job->id = next_job_++;
-    if (job->items.empty()) {
+    if (job->count == 0) {
       job->holder->finished = true;
       done.push_back(job->holder);
     } else {
@@ -891,7 +1026,7 @@ void ProcessPoolImpl::dispatch() {
     if (!best) return;
     best->last_used = ++use_clock_;
     if (!send_job(*best, j)) return;
-    best->budget_used += j.items.size();
+    best->budget_used += j.count;
     best->assigned.push_back(std::move(pending_.front()));
     pending_.pop_front();
   }
@@ -899,11 +1034,12 @@ void ProcessPoolImpl::dispatch() {
 
 bool ProcessPoolImpl::send_job(Slot& s, Job& j) {
   const std::span<const std::byte> p = j.payload();
+  const std::uint32_t flags = j.batch ? std::uint32_t{kBatch} : 0u;
   if (p.size() > kInlineLimit) {
     if (j.memfd < 0) j.memfd = memfd_with(p, "parx-args");
     if (j.memfd < 0 || !send_fd(s.sock, j.memfd)) return false;
-    if (!ring_put(s.req, kRun, j.id, kByRef, {}, p.size())) return false;
-  } else if (!ring_put(s.req, kRun, j.id, 0, p)) {
+    if (!ring_put(s.req, kRun, j.id, flags | kByRef, {}, p.size())) return false;
+  } else if (!ring_put(s.req, kRun, j.id, flags, p)) {
     return false;
   }
   ring_bell(s.req.ctl);
@@ -916,6 +1052,24 @@ std::unique_ptr<Job> ProcessPoolImpl::sub_job(const Job& j, std::vector<ItemRef>
   n->fn = j.fn;
   n->holder = j.holder;
   n->blameless = j.blameless;
+  n->fn_name = j.fn_name;
+  n->count = items.size();
+  if (j.batch) {  // the chosen items' packed arguments, in order
+    n->batch = true;
+    n->arg_size = j.arg_size;
+    n->result_size = j.result_size;
+    Bytes b(kBatchHeader + items.size() * j.arg_size);
+    const std::uint64_t prefix[4] = {j.fn, items.size(), j.arg_size, j.result_size};
+    std::memcpy(b.data(), prefix, sizeof prefix);
+    for (std::size_t k = 0; k < items.size(); ++k) {
+      std::memcpy(b.data() + kBatchHeader + k * j.arg_size,
+                  j.orig->data() + kBatchHeader + items[k].offset * j.arg_size, j.arg_size);
+      items[k].offset = k;
+    }
+    n->orig = std::make_shared<const Bytes>(std::move(b));
+    n->items = std::move(items);
+    return n;
+  }
   // Rebuild the payload keeping each item's offset modulo 64, so alignment padding inside the
   // encoded arguments still lines up.
   Encoder e(64);
@@ -936,7 +1090,6 @@ std::unique_ptr<Job> ProcessPoolImpl::sub_job(const Job& j, std::vector<ItemRef>
     it.offset = at;  // of the item's header in the new payload
   }
   n->orig = std::make_shared<const Bytes>(e.take());  // further rebuilds start from here
-  n->fn_name = j.fn_name;
   n->items = std::move(items);
   return n;
 }
@@ -947,9 +1100,10 @@ void ProcessPoolImpl::requeue_front(std::vector<std::unique_ptr<Job>>& jobs) {
   jobs.clear();
 }
 
-void ProcessPoolImpl::item_done(Job& j, Done& done) {
-  ++stats_.tasks;
-  if (--j.holder->remaining == 0 && !j.holder->finished) {
+void ProcessPoolImpl::item_done(Job& j, Done& done, std::size_t count) {
+  stats_.tasks += count;
+  j.holder->remaining -= count;
+  if (j.holder->remaining == 0 && !j.holder->finished) {
     j.holder->finished = true;
     done.push_back(j.holder);
   }
@@ -1017,8 +1171,13 @@ bool ProcessPoolImpl::drain(Slot& s, Done& done) {
       case kResult:
         if (s.assigned.empty() || s.assigned.front()->id != f.h.job)
           return corrupt("result for job " + std::to_string(f.h.job) + ", which it does not hold");
+        if (bool(f.h.flags & kBatch) != s.assigned.front()->batch)
+          return corrupt("result for job " + std::to_string(f.h.job) + " of the wrong form");
         try {
-          handle_result(s, payload, done);
+          if (s.assigned.front()->batch)
+            handle_batch_result(s, payload, done);
+          else
+            handle_result(s, payload, done);
         } catch (const SerializationError& e) {
           return corrupt(e.what());
         }
@@ -1067,17 +1226,78 @@ void ProcessPoolImpl::handle_result(Slot& s, std::span<const std::byte> payload,
       Decoder d(body, at[k].first);
       TaskErrorInfo info = d.make<TaskErrorInfo>();  // corrupt: SerializationError
       if (d.remaining()) throw SerializationError("trailing bytes after a task error");
-      if (info.function.empty()) info.function = j.fn_name;
-      if (opts_.retry_exceptions && it.attempts < opts_.retries && accepting_) {
-        ItemRef r = it;
-        ++r.attempts;
-        ++stats_.retries;
-        retry.push_back(r);
-      } else {
-        fail_item(j, it, std::make_exception_ptr(TaskError(std::move(info))), done);
-      }
+      error_outcome(j, it, std::move(info), retry, done);
     }
   }
+  std::unique_ptr<Job> finished = std::move(s.assigned.front());
+  s.assigned.pop_front();
+  if (!retry.empty()) pending_.push_back(sub_job(*finished, std::move(retry)));
+}
+
+// An item threw: retried (retry_exceptions) or failed with its TaskError.
+void ProcessPoolImpl::error_outcome(Job& j, const ItemRef& it, TaskErrorInfo info,
+                                    std::vector<ItemRef>& retry, Done& done) {
+  if (info.function.empty()) info.function = j.fn_name;
+  if (opts_.retry_exceptions && it.attempts < opts_.retries && accepting_) {
+    ItemRef r = it;
+    ++r.attempts;
+    ++stats_.retries;
+    retry.push_back(r);
+  } else {
+    fail_item(j, it, std::make_exception_ptr(TaskError(std::move(info))), done);
+  }
+}
+
+void ProcessPoolImpl::handle_batch_result(Slot& s, std::span<const std::byte> payload,
+                                          Done& done) {
+  Job& j = *s.assigned.front();
+  if (payload.size() < kBatchHeader) throw SerializationError("batch result too short");
+  const auto n = load_at<std::uint64_t>(payload, 0);
+  const auto errors = load_at<std::uint64_t>(payload, 16);
+  const auto result_size = load_at<std::uint64_t>(payload, 24);
+  if (n != j.count || result_size != j.result_size || errors > n)
+    throw SerializationError("batch result does not match its job");
+  const std::size_t results_at = kBatchHeader;
+  const std::size_t errors_at = results_at + round_up(n * result_size, 8);
+  if (errors_at > payload.size()) throw SerializationError("batch results beyond the payload");
+  // Validate the error records before touching any sink: ascending positions, inside the payload.
+  std::vector<std::pair<std::size_t, std::span<const std::byte>>> errs;
+  errs.reserve(errors);
+  std::size_t pos = errors_at;
+  for (std::uint64_t e = 0; e < errors; ++e) {
+    if (pos + 16 > payload.size()) throw SerializationError("batch error beyond the payload");
+    const auto k = load_at<std::uint64_t>(payload, pos);
+    const auto len = load_at<std::uint64_t>(payload, pos + 8);
+    if (k >= n || (!errs.empty() && k <= errs.back().first) || len > payload.size() - pos - 16)
+      throw SerializationError("bad batch error record");
+    errs.emplace_back(k, payload.subspan(pos + 16, len));
+    pos += 16 + len;
+  }
+  if (pos != payload.size()) throw SerializationError("trailing bytes after a batch result");
+  std::vector<TaskErrorInfo> infos;
+  infos.reserve(errs.size());
+  for (auto& [k, body] : errs) {
+    Decoder d(body, static_cast<std::size_t>(body.data() - payload.data()));
+    infos.push_back(d.make<TaskErrorInfo>());
+    if (d.remaining()) throw SerializationError("trailing bytes after a task error");
+  }
+  j.holder->elapsed += load_at<std::int64_t>(payload, 8);
+  const std::byte* raw = payload.data() + results_at;
+  if (j.items.empty()) {
+    j.holder->sink->values_raw(raw, n, nullptr);
+  } else {
+    std::vector<std::size_t> slots(n);
+    for (std::size_t k = 0; k < n; ++k)
+      slots[k] = j.items[k].slot;
+    j.holder->sink->values_raw(raw, n, slots.data());
+  }
+  std::vector<ItemRef> retry;
+  for (std::size_t e = 0; e < errs.size(); ++e) {
+    const ItemRef it = j.item(errs[e].first);
+    infos[e].task_index = it.index;
+    error_outcome(j, it, std::move(infos[e]), retry, done);
+  }
+  item_done(j, done, n - errs.size());
   std::unique_ptr<Job> finished = std::move(s.assigned.front());
   s.assigned.pop_front();
   if (!retry.empty()) pending_.push_back(sub_job(*finished, std::move(retry)));
@@ -1095,6 +1315,7 @@ void ProcessPoolImpl::handle_exit(Slot& s, const ExitStatus& es, Done& done) {
   for (auto& jp : s.assigned) {
     held = true;
     Job& j = *jp;
+    j.all_items();
     if (busy && cur_job == j.id && cur_item < j.items.size()) {
       std::vector<ItemRef> before(j.items.begin(), j.items.begin() + cur_item);
       std::vector<ItemRef> after(j.items.begin() + cur_item + 1, j.items.end());
@@ -1211,7 +1432,7 @@ bool ProcessPoolImpl::step(Done& done, std::int64_t& wait_ns) {
         any_ready |= s.state == Slot::Ready;
       if (!any_ready) {
         for (auto& jp : pending_)
-          for (auto& it : jp->items)
+          for (auto& it : jp->all_items())
             fail_item(*jp, it, init_error_, done);
         pending_.clear();
       }
@@ -1328,7 +1549,7 @@ void ProcessPoolImpl::shutdown(bool wait, bool cancel_pending) {
           jp->holder->finished = true;
           jp->holder->sink->cancel();
         } else {
-          for (auto& it : jp->items)
+          for (auto& it : jp->all_items())
             fail_item(*jp, it, std::make_exception_ptr(Cancelled()), done);
         }
       }
@@ -1379,6 +1600,11 @@ void ProcessPool::shutdown(bool wait, bool cancel_pending) {
 void ProcessPool::enqueue(FunctionId fn, Bytes payload, std::vector<detail::PoolItem> items,
                           std::unique_ptr<detail::PoolSink> sink) {
   impl_->enqueue(fn, std::move(payload), std::move(items), std::move(sink));
+}
+
+void ProcessPool::enqueue_batch(FunctionId fn, Bytes payload, std::size_t n,
+                                std::int64_t first_index, std::unique_ptr<detail::PoolSink> sink) {
+  impl_->enqueue_batch(fn, std::move(payload), n, first_index, std::move(sink));
 }
 
 }  // namespace parx

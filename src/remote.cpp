@@ -37,7 +37,8 @@ std::string hex(std::uint64_t v) {
 
 }  // namespace
 
-Registration::Registration(const char* name, const void* fn, Invoker inv) noexcept {
+Registration::Registration(const char* name, const void* fn, Invoker inv,
+                           BatchForm batch) noexcept {
   Registry& r = registry();
   std::lock_guard lk(r.mu);
   const FunctionId id = function_id(name);
@@ -49,7 +50,7 @@ Registration::Registration(const char* name, const void* fn, Invoker inv) noexce
                           ") share the function id " + hex(id));
     return;
   }
-  auto e = std::make_unique<RemoteEntry>(RemoteEntry{id, name, fn, inv});
+  auto e = std::make_unique<RemoteEntry>(RemoteEntry{id, name, fn, inv, batch});
   r.by_id.emplace(id, e.get());
   r.by_fn.emplace(fn, e.get());  // a function registered under two names: the first one wins
   r.entries.push_back(std::move(e));

@@ -128,6 +128,14 @@ class Encoder {
     const std::size_t pad = (a - n_ % a) % a;
     write(zeros, pad);
   }
+  // Appends `n` bytes left for the caller to fill; returns where they start (valid until the next
+  // write).
+  std::byte* extend(std::size_t n) {
+    if (buf_.size() - n_ < n) grow(n);
+    std::byte* p = buf_.data() + n_;
+    n_ += n;
+    return p;
+  }
   template <class T>
   void put(const T& v);  // encodes any supported value
 

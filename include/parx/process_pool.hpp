@@ -150,6 +150,11 @@ class PoolSink {
   // Item `slot` returned: decode its result from `bytes`, encoded at `base` of its message.
   // Throws SerializationError for bytes that do not decode as the result type.
   virtual void value(std::size_t slot, std::span<const std::byte> bytes, std::size_t base) = 0;
+  // The packed results of `n` items of a batch job (memcpy-safe result type), item k into slot
+  // slots[k] (slot k when slots is null).
+  virtual void values_raw(const std::byte*, std::size_t, const std::size_t*) {
+    throw SerializationError("a batch result for a job that was not sent as a batch");
+  }
   virtual void error(std::size_t slot, std::exception_ptr e) noexcept = 0;
   // Every item has an outcome: complete the future. Called without the pool's lock held.
   virtual void finish(std::int64_t elapsed_ns) noexcept = 0;
@@ -199,16 +204,37 @@ class SubmitSink final : public PoolSink {
 template <class R>
 class ChunkSink final : public PoolSink {
  public:
-  ChunkSink(Ref<State<ChunkResult<R>>> st, std::size_t n) : st_(std::move(st)) {
-    out_.values.resize(n);
+  // Dense: results arrive packed (batch jobs) and go to ChunkResult::dense.
+  ChunkSink(Ref<State<ChunkResult<R>>> st, std::size_t n, bool dense = false)
+      : st_(std::move(st)), dense_(dense) {
+    if (dense)
+      out_.dense.resize(n);
+    else
+      out_.values.resize(n);
   }
   bool start() noexcept override { return st_->try_start(); }
   void cancel() noexcept override { st_->cancel(); }
   void value(std::size_t slot, std::span<const std::byte> bytes, std::size_t base) override {
     decode_result_into<R>(out_.values[slot], bytes, base);
   }
+  void values_raw(const std::byte* raw, std::size_t n, const std::size_t* slots) override {
+    if (!dense_ || (slots == nullptr && n != out_.dense.size())) {
+      PoolSink::values_raw(raw, n, slots);  // not sent as a batch: refuse
+    } else if constexpr (std::is_same_v<R, std::monostate>) {
+      // nothing to store
+    } else if constexpr (std::is_trivially_copyable_v<R>) {
+      if (!slots) {
+        std::memcpy(out_.dense.data(), raw, n * sizeof(R));
+      } else {
+        for (std::size_t k = 0; k < n; ++k)
+          std::memcpy(&out_.dense[slots[k]], raw + k * sizeof(R), sizeof(R));
+      }
+    } else {
+      PoolSink::values_raw(raw, n, slots);  // never sent as a batch: refuse
+    }
+  }
   void error(std::size_t slot, std::exception_ptr e) noexcept override {
-    out_.values[slot].reset();
+    if (!dense_) out_.values[slot].reset();
     out_.errors.emplace_back(slot, std::move(e));
   }
   void finish(std::int64_t elapsed_ns) noexcept override {
@@ -220,6 +246,7 @@ class ChunkSink final : public PoolSink {
 
  private:
   Ref<State<ChunkResult<R>>> st_;
+  bool dense_;
   ChunkResult<R> out_;
 };
 
@@ -241,6 +268,17 @@ struct is_star_call<StarCall<Fn>> : std::true_type {};
 template <class F>
 inline constexpr bool is_function_pointer_v =
     std::is_pointer_v<F>&& std::is_function_v<std::remove_pointer_t<F>>;
+
+// Whether a chunk of f over inputs of type In travels as packed arrays (see remote.hpp's
+// batchable): f takes one memcpy-safe argument that In converts to, and returns a memcpy-safe
+// value or nothing.
+template <class F, class In>
+struct batch_traits : std::false_type {};
+template <class R, class P, class In>
+struct batch_traits<R (*)(P), In> {
+  using Arg = std::decay_t<P>;
+  static constexpr bool value = batchable<R, P>() && std::is_constructible_v<Arg, const In&>;
+};
 
 }  // namespace detail
 
@@ -343,6 +381,9 @@ class ProcessPool {
  private:
   void enqueue(FunctionId fn, Bytes payload, std::vector<detail::PoolItem> items,
                std::unique_ptr<detail::PoolSink> sink);
+  // Queues a batch job: `payload` holds 32 bytes for the pool, then n packed arguments.
+  void enqueue_batch(FunctionId fn, Bytes payload, std::size_t n, std::int64_t first_index,
+                     std::unique_ptr<detail::PoolSink> sink);
   // Queues a one-item job built in `b`; its future completes with the item's outcome.
   template <class R>
   Future<R> enqueue_one(FunctionId id, detail::PoolJobBuilder& b) {
@@ -387,6 +428,28 @@ template <class R, class F, class In>
 Future<detail::ChunkResult<R>> ProcessPool::submit_chunk(const F& f, std::vector<In>&& items,
                                                          std::size_t first_index) {
   const FunctionId id = checked_id(f);
+  using CR = detail::ChunkResult<R>;
+  detail::Ref<detail::State<CR>> st(new detail::State<CR>());
+  auto fut = detail::make_future<CR>(detail::Ref<detail::State<CR>>(st.get(), false));
+  constexpr bool batch = detail::batch_traits<F, In>::value;
+  auto sink = std::make_unique<detail::ChunkSink<R>>(std::move(st), items.size(), batch);
+  if constexpr (batch) {
+    // Packed: one memcpy of the arguments, one loop in the worker, one copy of the results.
+    using Arg = typename detail::batch_traits<F, In>::Arg;
+    Bytes payload(32 + items.size() * sizeof(Arg));
+    std::byte* out = payload.data() + 32;
+    if constexpr (std::is_same_v<In, Arg>) {
+      std::memcpy(out, items.data(), items.size() * sizeof(Arg));
+    } else {
+      for (std::size_t i = 0; i < items.size(); ++i) {
+        const Arg a(items[i]);
+        std::memcpy(out + i * sizeof(Arg), &a, sizeof(Arg));
+      }
+    }
+    enqueue_batch(id, std::move(payload), items.size(), static_cast<std::int64_t>(first_index),
+                  std::move(sink));
+    return fut;
+  }
   detail::PoolJobBuilder b(items.size());
   for (std::size_t i = 0; i < items.size(); ++i) {
     Encoder& e = b.begin_item(static_cast<std::int64_t>(first_index + i));
@@ -397,11 +460,7 @@ Future<detail::ChunkResult<R>> ProcessPool::submit_chunk(const F& f, std::vector
     }
     b.end_item();
   }
-  using CR = detail::ChunkResult<R>;
-  detail::Ref<detail::State<CR>> st(new detail::State<CR>());
-  auto fut = detail::make_future<CR>(detail::Ref<detail::State<CR>>(st.get(), false));
-  enqueue(id, b.take_payload(), b.take_items(),
-          std::make_unique<detail::ChunkSink<R>>(std::move(st), items.size()));
+  enqueue(id, b.take_payload(), b.take_items(), std::move(sink));
   return fut;
 }
 
@@ -432,8 +491,7 @@ auto ProcessPool::map(F&& f, Rg&& inputs, const MapOptions& opts) {
   } else {
     std::vector<R> out;
     out.reserve(n);
-    while (auto v = stream.next())
-      out.push_back(std::move(*v));
+    stream.append_to(out);
     return out;
   }
 }

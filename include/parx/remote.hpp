@@ -29,7 +29,10 @@
 // Thread-safety: registration happens during static initialisation; lookups are thread-safe.
 #pragma once
 
+#include <atomic>
+#include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <string>
 #include <string_view>
 #include <tuple>
@@ -60,11 +63,25 @@ namespace detail {
 // Exceptions thrown by the function propagate; malformed arguments throw SerializationError.
 using Invoker = void (*)(const void* fn, Decoder& args, Encoder& out);
 
+// Runs items [i, end) of a batch of a one-parameter function whose parameter and result types are
+// memcpy-safe (codec.hpp): arguments packed in `in`, results packed into `out` (nothing for void).
+// Stores each item's position in `*at` before running it, so a crash names the exact item. If the
+// function throws, the exception propagates with `i` at the item that threw.
+using BatchInvoker = void (*)(const void* fn, const std::byte* in, std::byte* out, std::size_t& i,
+                              std::size_t end, std::atomic<std::uint32_t>* at);
+
+struct BatchForm {
+  BatchInvoker invoke = nullptr;  // nullptr: the function has no batch form
+  std::uint32_t arg_size = 0;     // bytes per packed argument
+  std::uint32_t result_size = 0;  // bytes per packed result (0 for void)
+};
+
 struct RemoteEntry {
   FunctionId id;
   std::string name;
   const void* fn;
   Invoker invoke;
+  BatchForm batch;
 };
 
 template <class T>
@@ -97,15 +114,59 @@ Invoker make_invoker(R (*)(P...)) {
   return &invoke_remote_fn<R, P...>;
 }
 
+// Functions of one argument whose parameter and result travel as raw bytes in the codec too: a
+// chunk of their calls can cross as two packed arrays instead of one encoded message per item.
+template <class... P>
+using only_param_t = std::decay_t<std::tuple_element_t<0, std::tuple<P...>>>;
+
+template <class R, class... P>
+constexpr bool batchable() {
+  if constexpr (sizeof...(P) != 1) {
+    return false;
+  } else {
+    return memcpy_safe<only_param_t<P...>>() && (std::is_void_v<R> || memcpy_safe<R>());
+  }
+}
+
+template <class R, class P>
+void invoke_batch(const void* fn, const std::byte* in, std::byte* out, std::size_t& i,
+                  std::size_t end, std::atomic<std::uint32_t>* at) {
+  using A = std::decay_t<P>;
+  auto* f = reinterpret_cast<R (*)(P)>(const_cast<void*>(fn));
+  for (; i < end; ++i) {
+    at->store(static_cast<std::uint32_t>(i), std::memory_order_relaxed);
+    A a;
+    std::memcpy(&a, in + i * sizeof(A), sizeof(A));
+    if constexpr (std::is_void_v<R>) {
+      f(a);
+    } else {
+      const R r = f(a);
+      std::memcpy(out + i * sizeof(R), &r, sizeof(R));
+    }
+  }
+}
+
+template <class R, class... P>
+constexpr BatchForm make_batch_form(R (*)(P...)) {
+  if constexpr (batchable<R, P...>()) {
+    std::uint32_t rs = 0;
+    if constexpr (!std::is_void_v<R>) rs = sizeof(R);
+    return {&invoke_batch<R, P...>, static_cast<std::uint32_t>(sizeof(only_param_t<P...>)), rs};
+  } else {
+    return {};
+  }
+}
+
 // Registers at static-initialisation time; used by PARX_REMOTE.
 class Registration {
  public:
   template <class R, class... P>
   Registration(const char* name, R (*fn)(P...)) noexcept
-      : Registration(name, reinterpret_cast<const void*>(fn), make_invoker(fn)) {}
+      : Registration(name, reinterpret_cast<const void*>(fn), make_invoker(fn),
+                     make_batch_form(fn)) {}
 
  private:
-  Registration(const char* name, const void* fn, Invoker inv) noexcept;
+  Registration(const char* name, const void* fn, Invoker inv, BatchForm batch) noexcept;
 };
 
 // Lookups (thread-safe). nullptr when nothing is registered under the id / for the pointer.

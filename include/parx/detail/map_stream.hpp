@@ -38,6 +38,12 @@ struct ChunkResult {
   std::vector<std::optional<R>> values;                            // nullopt where the item threw
   std::vector<std::pair<std::size_t, std::exception_ptr>> errors;  // (offset in chunk, error)
   std::int64_t elapsed_ns = 0;
+  // Dense form, used instead of `values` when not empty: item i's value is dense[i] (a
+  // value-initialised R where the item threw).
+  std::vector<R> dense;
+
+  std::size_t size() const noexcept { return dense.empty() ? values.size() : dense.size(); }
+  R&& take(std::size_t i) { return dense.empty() ? std::move(*values[i]) : std::move(dense[i]); }
 };
 
 // Runs `f` over `items`, keeping each item's outcome.
@@ -99,17 +105,50 @@ class MapStream {
   // The next result, std::nullopt at the end. Rethrows the item's exception at its position.
   std::optional<R> next() {
     for (;;) {
-      if (cur_ && pos_ < cur_->values.size()) {
+      if (cur_ && pos_ < cur_->size()) {
         const std::size_t i = pos_++;
         --in_flight_items_;
         ++yielded_;
         if (err_ < cur_->errors.size() && cur_->errors[err_].first == i)
           std::rethrow_exception(cur_->errors[err_++].second);
-        return std::move(*cur_->values[i]);
+        return std::move(cur_->take(i));
       }
       cur_.reset();
       refill();
       if (ordered_.empty() && unordered_.empty()) return std::nullopt;
+      take_next_chunk();
+    }
+  }
+
+  // Appends every remaining result to `out`, a chunk at a time. An item's exception is rethrown
+  // at its position, after the results before it were appended.
+  void drain_into(std::vector<R>& out) {
+    for (;;) {
+      if (cur_) {
+        const std::size_t n = cur_->size();
+        while (pos_ < n) {
+          const std::size_t stop = err_ < cur_->errors.size() ? cur_->errors[err_].first : n;
+          if (cur_->dense.empty()) {
+            for (std::size_t i = pos_; i < stop; ++i)
+              out.push_back(std::move(*cur_->values[i]));
+          } else {
+            out.insert(out.end(), std::make_move_iterator(cur_->dense.begin() + pos_),
+                       std::make_move_iterator(cur_->dense.begin() + stop));
+          }
+          in_flight_items_ -= stop - pos_;
+          yielded_ += stop - pos_;
+          pos_ = stop;
+          if (pos_ < n) {
+            ++pos_;
+            --in_flight_items_;
+            ++yielded_;
+            std::rethrow_exception(cur_->errors[err_++].second);
+          }
+        }
+      }
+      cur_.reset();
+      refill();
+      if (ordered_.empty() && unordered_.empty()) return;
       take_next_chunk();
     }
   }
@@ -143,14 +182,24 @@ class MapStream {
         }
       }
       std::vector<In> items;
-      items.reserve(want);
-      while (items.size() < want) {
-        if (*it_ == std::ranges::end(view_)) {
-          exhausted_ = true;
-          break;
+      if constexpr (std::ranges::random_access_range<View> && std::ranges::sized_range<View> &&
+                    std::is_default_constructible_v<In>) {
+        const auto end = std::ranges::end(view_);
+        const std::size_t take = std::min(want, static_cast<std::size_t>(end - *it_));
+        items.resize(take);
+        std::copy(*it_, *it_ + static_cast<std::ptrdiff_t>(take), items.begin());
+        *it_ += static_cast<std::ptrdiff_t>(take);
+        exhausted_ = *it_ == end;
+      } else {
+        items.reserve(want);
+        while (items.size() < want) {
+          if (*it_ == std::ranges::end(view_)) {
+            exhausted_ = true;
+            break;
+          }
+          items.push_back(**it_);
+          ++*it_;
         }
-        items.push_back(**it_);
-        ++*it_;
       }
       if (items.empty()) break;
       const std::size_t count = items.size();
@@ -284,6 +333,21 @@ class MapRange {
 
   // Pull-style access: the next result or std::nullopt at the end.
   std::optional<value_type> next() { return s_->next(); }
+
+  // The remaining results as a vector, in the range's order (faster than iterating: whole chunks
+  // are moved at once). An item's exception is rethrown at its position.
+  std::vector<value_type> to_vector() {
+    std::vector<value_type> out;
+    append_to(out);
+    return out;
+  }
+  // As to_vector, appending to `out`.
+  void append_to(std::vector<value_type>& out) {
+    if (started_ && cur_) out.push_back(std::move(*cur_));
+    cur_.reset();
+    started_ = true;
+    s_->drain_into(out);
+  }
 
  private:
   void advance() {

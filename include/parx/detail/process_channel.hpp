@@ -40,6 +40,7 @@ enum Kind : std::uint32_t {
 enum Flags : std::uint32_t {
   kByRef = 1,   // payload is in a memfd passed over the socket just before this frame
   kRetire = 2,  // the worker exits after this frame (task budget or memory ceiling reached)
+  kBatch = 4,   // a batch job (packed arguments) or its result (packed results)
 };
 
 struct FrameHeader {
