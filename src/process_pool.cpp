@@ -390,15 +390,15 @@ class Worker {
       }
       const std::uint64_t job = f.h.job;
       const bool batch = f.h.flags & kBatch;
-      if (!(batch ? run_batch(job, payload, why) : run_job(job, payload, why)))
-        return refuse(why);
+      if (!(batch ? run_batch(job, payload, why) : run_job(job, payload, why))) return refuse(why);
       ring_pop(req_, f);
       std::fflush(stdout);
       std::fflush(stderr);
-      ++done_;
+      done_ += last_items_;  // the task budget counts items, as the parent's dispatch does
       bool retire = boot_.max_tasks && done_ >= boot_.max_tasks;
       if (boot_.memory_limit && resident_bytes(getpid()) > boot_.memory_limit) retire = true;
-      post(kResult, job, (retire ? std::uint32_t{kRetire} : 0u) | (batch ? std::uint32_t{kBatch} : 0u),
+      post(kResult, job,
+           (retire ? std::uint32_t{kRetire} : 0u) | (batch ? std::uint32_t{kBatch} : 0u),
            out_.bytes());
       if (retire) return 0;
     }
@@ -419,6 +419,7 @@ class Worker {
       return false;
     }
     const RemoteEntry* entry = find_remote(fn);
+    last_items_ = n;
     out_.clear();
     const std::uint64_t prefix[2] = {n, 0};
     out_.write(prefix, sizeof prefix);
@@ -509,6 +510,7 @@ class Worker {
                 " in the worker does not take a batch of this shape (was it built from a "
                 "different program?)";
     }
+    last_items_ = n;
     out_.clear();
     const std::uint64_t prefix[4] = {n, 0, 0, result_size};
     out_.write(prefix, sizeof prefix);
@@ -617,7 +619,8 @@ class Worker {
   Ring req_, resp_;
   std::string host_;
   Encoder out_{64 * 1024};
-  std::uint64_t done_ = 0;
+  std::uint64_t done_ = 0;        // items run
+  std::uint64_t last_items_ = 0;  // items of the last job
 };
 
 void worker_main(WorkerBoot boot) {
@@ -672,8 +675,8 @@ struct Job {
   std::vector<ItemRef> items;  // empty for a fresh batch job: item k is {first_index + k, k, k}
   std::size_t count = 0;       // items in the job
   std::int64_t first_index = 0;
-  int memfd = -1;     // payload by reference, kept until the job completes
-  int blameless = 0;  // requeues after deaths that did not start it
+  int memfd = -1;              // payload by reference, kept until the job completes
+  int blameless = 0;           // requeues after deaths that did not start it
   bool batch = false;          // packed arguments (kBatch); items[k].offset is the position
   std::uint32_t arg_size = 0;  // batch: bytes per packed argument and result
   std::uint32_t result_size = 0;
@@ -1248,8 +1251,7 @@ void ProcessPoolImpl::error_outcome(Job& j, const ItemRef& it, TaskErrorInfo inf
   }
 }
 
-void ProcessPoolImpl::handle_batch_result(Slot& s, std::span<const std::byte> payload,
-                                          Done& done) {
+void ProcessPoolImpl::handle_batch_result(Slot& s, std::span<const std::byte> payload, Done& done) {
   Job& j = *s.assigned.front();
   if (payload.size() < kBatchHeader) throw SerializationError("batch result too short");
   const auto n = load_at<std::uint64_t>(payload, 0);

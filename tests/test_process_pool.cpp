@@ -197,6 +197,54 @@ int not_registered(int x) {
   return x;
 }
 
+// The same behaviour through encoded chunks: two arguments have no packed batch form.
+int crashes_on_pair(int x, int) {
+  return crashes_on(x);
+}
+PARX_REMOTE(crashes_on_pair);
+int fails_on_pair(int x, int) {
+  return fails_on(x);
+}
+PARX_REMOTE(fails_on_pair);
+
+struct Point {
+  double x, y;
+};
+double norm2(Point p) {
+  return p.x * p.x + p.y * p.y;
+}
+PARX_REMOTE(norm2);
+
+// Crashes on item 13 the first time (the marker, set by the initializer, does not exist yet).
+std::string g_marker;
+void set_marker(const std::string& m) {
+  g_marker = m;
+}
+PARX_REMOTE(set_marker);
+int crashes_once_on_13(int x) {
+  if (x == 13 && !std::filesystem::exists(g_marker)) {
+    std::ofstream(g_marker) << "x";
+    std::abort();
+  }
+  return x * 3;
+}
+PARX_REMOTE(crashes_once_on_13);
+int throws_once_on_13(int x) {
+  if (x == 13 && !std::filesystem::exists(g_marker)) {
+    std::ofstream(g_marker) << "x";
+    throw std::runtime_error("flaky 13");
+  }
+  return x * 3;
+}
+PARX_REMOTE(throws_once_on_13);
+
+static_assert(parx::detail::batchable<int, int>());
+static_assert(parx::detail::batchable<double, Point>());
+static_assert(parx::detail::batchable<void, int>());
+static_assert(!parx::detail::batchable<int, int, int>());
+static_assert(!parx::detail::batchable<int, const std::string&>());
+static_assert(!parx::detail::batchable<bool, int>());  // not every byte is a valid bool
+
 // Finds this worker's channel region (the mapping of the pool's memfd that is not page 0).
 parx::detail::channel::RegionLayout* own_region() {
   std::ifstream maps("/proc/self/maps");
@@ -537,6 +585,129 @@ TEST(ProcessPool, AllocationBombUnderMemoryCeiling) {
   EXPECT_EQ(e.signal(), SIGKILL);
   EXPECT_NE(std::string(e.what()).find("memory ceiling"), std::string::npos) << e.what();
   EXPECT_EQ(pool.submit(square, 9).get(), 81);
+}
+
+// Functions of one plain argument travel as packed arrays; the others as encoded items. Both forms
+// must give the same outcomes, item by item.
+TEST(ProcessPool, PackedAndEncodedChunksFailTheSameItems) {
+  parx::ProcessPool pool(2);
+  std::vector<std::tuple<int, int>> pairs;
+  for (int i = 0; i < 100; ++i)
+    pairs.emplace_back(i, 0);
+  for (bool packed : {true, false}) {
+    SCOPED_TRACE(packed ? "packed" : "encoded");
+    const auto crashes_before = pool.stats().crashes;
+    std::vector<int> ok;
+    int crashed = -1;
+    auto collect = [&](auto&& it) {
+      for (int i = 0; i < 100; ++i) {
+        try {
+          ok.push_back(*it.next());
+        } catch (const parx::WorkerCrashed& e) {
+          crashed = static_cast<int>(e.task_index());
+          EXPECT_EQ(e.signal(), SIGABRT);
+        }
+      }
+      EXPECT_FALSE(it.next().has_value());
+    };
+    if (packed)
+      collect(pool.imap(crashes_on, parx::range(100), {.chunksize = 10}));
+    else
+      collect(pool.imap(parx::detail::StarCall<decltype(&crashes_on_pair)>{crashes_on_pair}, pairs,
+                        {.chunksize = 10}));
+    EXPECT_EQ(crashed, 37);
+    ASSERT_EQ(ok.size(), 99u);
+    for (int i = 0; i < 99; ++i)
+      EXPECT_EQ(ok[static_cast<std::size_t>(i)], 2 * (i < 37 ? i : i + 1));
+    EXPECT_EQ(pool.stats().crashes, crashes_before + 1);
+
+    auto e = expect_throw<parx::TaskError>([&] {
+      if (packed)
+        pool.map(fails_on, parx::range(100), {.chunksize = 16});
+      else
+        pool.starmap(fails_on_pair, pairs, {.chunksize = 16});
+    });
+    EXPECT_EQ(e.task_index(), 7);
+    EXPECT_EQ(e.type_name(), "std::invalid_argument");
+    EXPECT_EQ(e.message(), "bad item 7");
+    EXPECT_EQ(e.info().function, packed ? "fails_on" : "fails_on_pair");
+    EXPECT_NE(e.stack_trace().find("fails_on"), std::string::npos) << e.stack_trace();
+  }
+}
+
+TEST(ProcessPool, PackedBatchesConvertArgumentsAndCarryAggregates) {
+  parx::ProcessPool pool(2);
+  // long inputs for an int parameter: converted as encode_call would.
+  auto ys = pool.map(square, parx::range(0L, 5000L));
+  ASSERT_EQ(ys.size(), 5000u);
+  for (int i = 0; i < 5000; ++i)
+    ASSERT_EQ(ys[static_cast<std::size_t>(i)], i * i);
+  std::vector<Point> pts;
+  for (int i = 0; i < 3000; ++i)
+    pts.push_back({i * 0.5, -i * 0.25});
+  auto ns = pool.map(norm2, pts, {.chunksize = 64});
+  ASSERT_EQ(ns.size(), pts.size());
+  for (std::size_t i = 0; i < pts.size(); ++i)
+    ASSERT_DOUBLE_EQ(ns[i], norm2(pts[i]));
+  // Lazy, unordered, and with a result range collected at once.
+  std::multiset<double> got;
+  for (double v : pool.imap_unordered(norm2, pts))
+    got.insert(v);
+  EXPECT_EQ(got.size(), pts.size());
+  EXPECT_EQ(pool.imap(norm2, pts).to_vector(), ns);
+}
+
+TEST(ProcessPool, PackedBatchRetriesTheCrashedItemOnly) {
+  const auto marker = temp_marker("crash-13");
+  parx::ProcessPool pool(
+      {.workers = 2, .initializer = parx::remote_call(set_marker, marker), .retries = 1});
+  auto ys = pool.map(crashes_once_on_13, parx::range(40), {.chunksize = 10});
+  ASSERT_EQ(ys.size(), 40u);
+  for (int i = 0; i < 40; ++i)
+    EXPECT_EQ(ys[static_cast<std::size_t>(i)], 3 * i);
+  EXPECT_EQ(pool.stats().crashes, 1u);
+  EXPECT_EQ(pool.stats().retries, 1u);
+  std::filesystem::remove(marker);
+
+  const auto marker2 = temp_marker("throw-13");
+  parx::ProcessPool flaky({.workers = 1,
+                           .initializer = parx::remote_call(set_marker, marker2),
+                           .retries = 1,
+                           .retry_exceptions = true});
+  auto zs = flaky.map(throws_once_on_13, parx::range(40), {.chunksize = 10});
+  for (int i = 0; i < 40; ++i)
+    EXPECT_EQ(zs[static_cast<std::size_t>(i)], 3 * i);
+  EXPECT_EQ(flaky.stats().retries, 1u);
+  EXPECT_EQ(flaky.stats().crashes, 0u);
+  std::filesystem::remove(marker2);
+}
+
+TEST(ProcessPool, TimeoutInsideAPackedBatchFailsThatItemOnly) {
+  parx::ProcessPool pool({.workers = 1, .timeout = 300ms});
+  std::vector<int> ms(12, 1);
+  ms[5] = 60'000;
+  auto it = pool.imap(sleeps_ms, ms, {.chunksize = 12});
+  for (int i = 0; i < 12; ++i) {
+    if (i == 5) {
+      auto e = expect_throw<parx::TimeoutError>([&] { (void)it.next(); });
+      EXPECT_NE(std::string(e.what()).find("task 5 "), std::string::npos) << e.what();
+    } else {
+      EXPECT_EQ(it.next().value(), 1);
+    }
+  }
+  EXPECT_EQ(pool.stats().timeouts, 1u);
+}
+
+TEST(ProcessPool, MaxTasksPerWorkerCountsItemsOfChunks) {
+  parx::ProcessPool pool({.workers = 1, .max_tasks_per_worker = 25});
+  const pid_t first = pool.pids().at(0);
+  auto ys = pool.map(square, parx::range(100), {.chunksize = 10});
+  ASSERT_EQ(ys.size(), 100u);
+  EXPECT_EQ(ys[99], 99 * 99);
+  EXPECT_EQ(pool.stats().crashes, 0u);
+  EXPECT_GE(pool.stats().respawns, 3u);
+  EXPECT_TRUE(parx_test::eventually([&] { return pool.pids().size() == 1; }));
+  EXPECT_NE(pool.pids().at(0), first);
 }
 
 TEST(ProcessPool, MaxTasksPerWorkerReplacesWorkers) {
