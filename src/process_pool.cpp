@@ -22,6 +22,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <condition_variable>
 #include <cstdio>
 #include <cstdlib>
@@ -63,6 +64,10 @@ namespace {
 using namespace channel;
 
 constexpr std::size_t kPrefetch = 2;  // jobs a worker may hold: one running, one queued
+// Jobs that run longer than this (recent average) go only to idle workers: a job queued behind a
+// long one could not move to a worker that frees up first, and the tail of a map would straggle.
+// Shorter jobs are queued ahead so a worker never waits for a round trip.
+constexpr std::int64_t kLongJobNs = 1'000'000;
 // A job item's header is [i64 index][u64 word]: the low 56 bits of word are the length of the
 // encoded arguments, the top 8 bits the zero padding before them (a resent item keeps its
 // arguments at the same offset modulo 64, so alignment inside them still lines up).
@@ -775,6 +780,11 @@ class ProcessPoolImpl {
   void item_done(Job& j, Done& done, std::size_t count = 1);
   bool step(Done& done, std::int64_t& wait_ns);
   void io_loop();
+  // Running average of job durations (as workers report them), steering prefetch.
+  void note_job_time(std::int64_t ns) {
+    ns = std::clamp<std::int64_t>(ns, 0, std::int64_t{1} << 40);
+    job_ns_ = job_ns_ < 0 ? ns : (3 * job_ns_ + ns) / 4;
+  }
   void finish(Done& done) {
     for (auto& h : done)
       h->sink->finish(h->elapsed);
@@ -806,6 +816,7 @@ class ProcessPoolImpl {
   ProcessPool::Stats stats_;
   std::uint64_t use_clock_ = 0;
   std::int64_t next_mem_check_ = 0;
+  std::int64_t job_ns_ = -1;
 };
 
 ProcessPoolImpl::ProcessPoolImpl(const ProcessPool::Options& o)
@@ -1016,11 +1027,12 @@ void ProcessPoolImpl::dispatch() {
       }
       j.holder->started = true;
     }
+    const std::size_t prefetch = job_ns_ > kLongJobNs ? 1 : kPrefetch;
     // The least loaded worker; among equals the one used last, which is still spinning (warm),
     // while the others go to sleep instead of competing for the cores.
     Slot* best = nullptr;
     for (auto& s : slots_) {
-      if (s.state != Slot::Ready || s.assigned.size() >= kPrefetch) continue;
+      if (s.state != Slot::Ready || s.assigned.size() >= prefetch) continue;
       if (opts_.max_tasks_per_worker && s.budget_used >= opts_.max_tasks_per_worker) continue;
       if (!best || s.assigned.size() < best->assigned.size() ||
           (s.assigned.size() == best->assigned.size() && s.last_used > best->last_used))
@@ -1213,6 +1225,7 @@ void ProcessPoolImpl::handle_result(Slot& s, std::span<const std::byte> payload,
     at[k] = {pos + 16, len};
     pos += 16 + len;
   }
+  note_job_time(load_at<std::int64_t>(payload, 8));
   j.holder->elapsed += load_at<std::int64_t>(payload, 8);
   std::vector<ItemRef> retry;
   for (std::size_t k = 0; k < n; ++k) {
@@ -1283,6 +1296,7 @@ void ProcessPoolImpl::handle_batch_result(Slot& s, std::span<const std::byte> pa
     infos.push_back(d.make<TaskErrorInfo>());
     if (d.remaining()) throw SerializationError("trailing bytes after a task error");
   }
+  note_job_time(load_at<std::int64_t>(payload, 8));
   j.holder->elapsed += load_at<std::int64_t>(payload, 8);
   const std::byte* raw = payload.data() + results_at;
   if (j.items.empty()) {

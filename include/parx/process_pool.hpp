@@ -16,9 +16,12 @@
 //     reaches a worker.
 //   * Batching is automatic (MapOptions::chunksize = 0): chunks adapt to the measured item time
 //     (target 50 ms unless MapOptions::target_chunk_us says otherwise) and the tail is split so no
-//     worker straggles; MapStats::chunksize reports the size chosen.
+//     worker straggles; MapStats::chunksize reports the size chosen. A chunk of a function of one
+//     memcpy-safe argument with a memcpy-safe (or void) result travels packed: one array of
+//     arguments, one array of results, nothing encoded per item (same outcomes per item).
 //   * A task that throws fails with parx::TaskError (type, message, task index, function, host,
 //     pid and the throw site's stack trace); the worker lives on.
+//   * max_tasks_per_worker counts items (each item of a chunk is one task).
 //   * A worker that dies (signal, abort, exit(), OOM killer, memory ceiling) fails only the item it
 //     was running, with parx::WorkerCrashed naming the signal or exit code, the pid and the item;
 //     other items it held are run again elsewhere. Options::retries re-runs the crashed item
