@@ -4,6 +4,7 @@
 #include <chrono>
 #include <cstdio>
 #include <thread>
+#include <tuple>
 #include <vector>
 
 #include <parx/parx.hpp>
@@ -12,6 +13,12 @@ int tiny(int x) {
   return x * x;
 }
 PARX_REMOTE(tiny);
+
+// Two arguments: no packed form, every item is encoded on its own.
+int tiny2(int x, int y) {
+  return x * y;
+}
+PARX_REMOTE(tiny2);
 
 // About 40 ms of floating-point work on this class of machine.
 double cpu_task(int seed) {
@@ -59,6 +66,19 @@ int main(int argc, char** argv) {
     const double s = seconds_since(t0);
     std::printf("parx_map_auto us_per_task %.5f tasks_per_s %.0f chunksize %zu check %d\n",
                 s / n * 1e6, n / s, st.chunksize, ys[12345] == 12345 * 12345);
+  }
+  // Tiny tasks of two arguments (encoded items), automatic batching (Pool.starmap).
+  {
+    const int n = 2'000'000;
+    std::vector<std::tuple<int, int>> args;
+    args.reserve(n);
+    for (int i = 0; i < n; ++i)
+      args.emplace_back(i, i);
+    const auto t0 = std::chrono::steady_clock::now();
+    auto ys = pool.starmap(tiny2, args);
+    const double s = seconds_since(t0);
+    std::printf("parx_starmap_auto us_per_task %.5f tasks_per_s %.0f check %d\n", s / n * 1e6,
+                n / s, ys[12345] == 12345 * 12345);
   }
   // Tiny tasks, one per message (Pool.map(chunksize=1) territory).
   {

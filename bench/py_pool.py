@@ -13,6 +13,10 @@ def tiny(x):
     return x * x
 
 
+def tiny2(x, y):
+    return x * y
+
+
 def cpu_task(seed):
     # About as long as the C++ cpu_task is in C++ would be far too long here; this is the same
     # loop shape, shorter, and only Python's own speedup over serial Python is compared.
@@ -46,6 +50,9 @@ def main():
         n = 2_000_000
         s = timed(lambda: pool.map(tiny, range(n)))
         print(f"py_pool_map_default us_per_task {s / n * 1e6:.5f} tasks_per_s {n / s:.0f}")
+        args = [(i, i) for i in range(n)]
+        s = timed(lambda: pool.starmap(tiny2, args))
+        print(f"py_pool_starmap_default us_per_task {s / n * 1e6:.5f} tasks_per_s {n / s:.0f}")
         tasks = 12 * cores
         serial = timed(lambda: [cpu_task(i) for i in range(tasks)])
         par = timed(lambda: pool.map(cpu_task, range(tasks)))
