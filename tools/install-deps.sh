@@ -6,6 +6,7 @@ set -euo pipefail
 packages=(
   g++ cmake ninja-build ccache pkg-config   # toolchain
   libxxhash-dev                             # frame checksums of the process-pool channel
+  libasio-dev                               # parx::aio (standalone Asio, header-only)
   libgtest-dev libgmock-dev                 # tests
   libbenchmark-dev libtbb-dev libcereal-dev # benchmark peers (oneTBB, cereal, Boost.Interprocess),
   libboost-dev                              # not dependencies of parx itself

@@ -1,0 +1,249 @@
+// parx::aio TCP streams (see parx/aio/net.hpp).
+#include <arpa/inet.h>
+
+#include <asio/connect.hpp>
+#include <asio/ip/tcp.hpp>
+#include <asio/write.hpp>
+#include <cstring>
+
+#include "parx/aio/net.hpp"
+
+namespace parx::aio {
+
+namespace detail {
+
+void throw_net_error(std::error_code ec, const char* what, bool timed_out) {
+  if (timed_out)
+    throw TimeoutError(std::string("parx::TimeoutError: parx::aio::") + what + ": timed out");
+  if (ec == asio::error::operation_aborted)
+    throw Cancelled(std::string("parx::Cancelled: cancelled in parx::aio::") + what);
+  throw std::system_error(ec, std::string("parx::aio::") + what);
+}
+
+}  // namespace detail
+
+namespace {
+
+using asio::ip::tcp;
+namespace ex = asio::experimental;
+
+// Runs `start(token)` (an Asio operation completing with (error_code, T)) with an optional
+// timeout; errors become exceptions.
+template <class T, class Start>
+Task<T> timed(Start start, Duration timeout, const char* what) {
+  if (timeout.count() <= 0) {
+    auto [ec, v] = co_await start(asio::experimental::as_tuple(asio::use_awaitable));
+    if (ec) detail::throw_net_error(ec, what, false);
+    co_return std::move(v);
+  }
+  asio::steady_timer timer(co_await asio::this_coro::executor, timeout);
+  auto [order, ec, v, tec] =
+      co_await ex::make_parallel_group(start(ex::deferred), timer.async_wait(ex::deferred))
+          .async_wait(ex::wait_for_one(), asio::use_awaitable);
+  if (order[0] == 1 && !tec) detail::throw_net_error(ec, what, true);
+  if (ec) detail::throw_net_error(ec, what, false);
+  co_return std::move(v);
+}
+
+}  // namespace
+
+Task<TcpStream> TcpStream::connect(std::string host, std::uint16_t port, Duration timeout) {
+  auto exec = co_await asio::this_coro::executor;
+  tcp::resolver resolver(exec);
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  auto left = [&] {
+    if (timeout.count() <= 0) return Duration{};
+    return std::max(Duration{1}, deadline - std::chrono::steady_clock::now());
+  };
+  auto endpoints = co_await timed<tcp::resolver::results_type>(
+      [&](auto token) { return resolver.async_resolve(host, std::to_string(port), token); }, left(),
+      "connect (resolving the host)");
+  tcp::socket s(exec);
+  co_await timed<tcp::endpoint>(
+      [&](auto token) { return asio::async_connect(s, endpoints, token); }, left(), "connect");
+  s.set_option(tcp::no_delay(true));
+  co_return TcpStream(std::move(s));
+}
+
+Task<std::size_t> TcpStream::read_some(std::span<std::byte> buf, Duration timeout) {
+  if (!buf_.empty()) {  // read ahead by read_line / read_frame
+    const std::size_t n = std::min(buf.size(), buf_.size());
+    std::memcpy(buf.data(), buf_.data(), n);
+    buf_.erase(0, n);
+    co_return n;
+  }
+  std::error_code eof;
+  try {
+    co_return co_await timed<std::size_t>(
+        [&](auto token) { return s_.async_read_some(asio::buffer(buf.data(), buf.size()), token); },
+        timeout, "read");
+  } catch (const std::system_error& e) {
+    if (e.code() != asio::error::eof) throw;
+  }
+  co_return 0;
+}
+
+Task<void> TcpStream::read_exact(std::span<std::byte> buf, Duration timeout) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  std::size_t got = 0;
+  while (got < buf.size()) {
+    Duration left{};
+    if (timeout.count() > 0)
+      left = std::max(Duration{1}, deadline - std::chrono::steady_clock::now());
+    const std::size_t n = co_await read_some(buf.subspan(got), left);
+    if (n == 0)
+      throw Error("parx::aio::TcpStream::read_exact: the stream ended after " +
+                  std::to_string(got) + " of " + std::to_string(buf.size()) + " bytes");
+    got += n;
+  }
+}
+
+Task<void> TcpStream::write(std::span<const std::byte> data, Duration timeout) {
+  co_await timed<std::size_t>(
+      [&](auto token) {
+        return asio::async_write(s_, asio::buffer(data.data(), data.size()), token);
+      },
+      timeout, "write");
+}
+
+Task<void> TcpStream::write(std::string_view text, Duration timeout) {
+  return write(std::as_bytes(std::span(text.data(), text.size())), timeout);
+}
+
+Task<bool> TcpStream::fill(std::size_t n, Duration timeout) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  char tmp[16384];
+  while (buf_.size() < n) {
+    Duration left{};
+    if (timeout.count() > 0)
+      left = std::max(Duration{1}, deadline - std::chrono::steady_clock::now());
+    std::size_t got = 0;
+    try {
+      got = co_await timed<std::size_t>(
+          [&](auto token) { return s_.async_read_some(asio::buffer(tmp, sizeof tmp), token); },
+          left, "read");
+    } catch (const std::system_error& e) {
+      if (e.code() != asio::error::eof) throw;
+    }
+    if (got == 0) co_return false;
+    buf_.append(tmp, got);
+  }
+  co_return true;
+}
+
+Task<std::optional<std::string>> TcpStream::read_line(std::size_t max, Duration timeout) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  std::size_t scanned = 0;
+  for (;;) {
+    const auto nl = buf_.find('\n', scanned);
+    if (nl != std::string::npos) {
+      if (nl > max)
+        throw Error("parx::aio::TcpStream::read_line: line longer than " + std::to_string(max) +
+                    " bytes");
+      std::string line = buf_.substr(0, nl);
+      buf_.erase(0, nl + 1);
+      if (!line.empty() && line.back() == '\r') line.pop_back();
+      co_return line;
+    }
+    scanned = buf_.size();
+    if (buf_.size() > max)
+      throw Error("parx::aio::TcpStream::read_line: line longer than " + std::to_string(max) +
+                  " bytes");
+    Duration left{};
+    if (timeout.count() > 0)
+      left = std::max(Duration{1}, deadline - std::chrono::steady_clock::now());
+    if (!co_await fill(buf_.size() + 1, left)) {
+      if (buf_.empty()) co_return std::nullopt;
+      throw Error("parx::aio::TcpStream::read_line: the stream ended inside a line");
+    }
+  }
+}
+
+Task<void> TcpStream::write_frame(std::string_view payload, Duration timeout) {
+  if (payload.size() > 0xffffffffu)
+    throw InvalidArgument("parx::aio::TcpStream::write_frame: payload over 4 GiB");
+  const std::uint32_t len = htonl(static_cast<std::uint32_t>(payload.size()));
+  std::string msg(sizeof len + payload.size(), '\0');
+  std::memcpy(msg.data(), &len, sizeof len);
+  std::memcpy(msg.data() + sizeof len, payload.data(), payload.size());
+  co_await write(std::string_view(msg), timeout);
+}
+
+Task<std::optional<std::string>> TcpStream::read_frame(std::size_t max, Duration timeout) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  auto left = [&] {
+    if (timeout.count() <= 0) return Duration{};
+    return std::max(Duration{1}, deadline - std::chrono::steady_clock::now());
+  };
+  if (!co_await fill(4, left())) {
+    if (buf_.empty()) co_return std::nullopt;
+    throw Error("parx::aio::TcpStream::read_frame: the stream ended inside a frame header");
+  }
+  std::uint32_t len = 0;
+  std::memcpy(&len, buf_.data(), sizeof len);
+  len = ntohl(len);
+  if (len > max)
+    throw Error("parx::aio::TcpStream::read_frame: frame of " + std::to_string(len) +
+                " bytes exceeds the limit of " + std::to_string(max));
+  if (!co_await fill(4 + std::size_t{len}, left()))
+    throw Error("parx::aio::TcpStream::read_frame: the stream ended inside a frame");
+  std::string out = buf_.substr(4, len);
+  buf_.erase(0, 4 + std::size_t{len});
+  co_return out;
+}
+
+void TcpStream::shutdown_write() {
+  std::error_code ec;
+  s_.shutdown(tcp::socket::shutdown_send, ec);
+}
+
+void TcpStream::close() {
+  std::error_code ec;
+  s_.close(ec);
+}
+
+std::uint16_t TcpStream::local_port() const {
+  return s_.local_endpoint().port();
+}
+
+std::string TcpStream::remote_address() const {
+  const auto e = s_.remote_endpoint();
+  return e.address().to_string() + ":" + std::to_string(e.port());
+}
+
+TcpListener TcpListener::bind(const std::string& host, std::uint16_t port, int backlog) {
+  auto& loop = detail::require_loop("TcpListener::bind");
+  std::error_code ec;
+  const auto addr = asio::ip::make_address(host == "localhost" ? "127.0.0.1" : host, ec);
+  if (ec)
+    throw InvalidArgument("parx::aio::TcpListener::bind: '" + host + "' is not an IP address (" +
+                          ec.message() + ")");
+  tcp::acceptor a(loop.context());
+  const tcp::endpoint ep(addr, port);
+  a.open(ep.protocol());
+  a.set_option(tcp::acceptor::reuse_address(true));
+  a.bind(ep, ec);
+  if (ec)
+    throw std::system_error(ec,
+                            "parx::aio::TcpListener::bind " + host + ":" + std::to_string(port));
+  a.listen(backlog);
+  return TcpListener(std::move(a));
+}
+
+Task<TcpStream> TcpListener::accept(Duration timeout) {
+  auto s = co_await timed<tcp::socket>([&](auto token) { return a_.async_accept(token); }, timeout,
+                                       "accept");
+  s.set_option(tcp::no_delay(true));
+  co_return TcpStream(std::move(s));
+}
+
+std::uint16_t TcpListener::port() const {
+  return a_.local_endpoint().port();
+}
+
+void TcpListener::close() {
+  std::error_code ec;
+  a_.close(ec);
+}
+
+}  // namespace parx::aio
