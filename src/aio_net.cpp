@@ -66,10 +66,10 @@ Task<TcpStream> TcpStream::connect(std::string host, std::uint16_t port, Duratio
 }
 
 Task<std::size_t> TcpStream::read_some(std::span<std::byte> buf, Duration timeout) {
-  if (!buf_.empty()) {  // read ahead by read_line / read_frame
-    const std::size_t n = std::min(buf.size(), buf_.size());
-    std::memcpy(buf.data(), buf_.data(), n);
-    buf_.erase(0, n);
+  if (buffered()) {  // read ahead by read_line / read_frame
+    const std::size_t n = std::min(buf.size(), buffered());
+    std::memcpy(buf.data(), unread(), n);
+    consume(n);
     co_return n;
   }
   std::error_code eof;
@@ -112,21 +112,35 @@ Task<void> TcpStream::write(std::string_view text, Duration timeout) {
 
 Task<bool> TcpStream::fill(std::size_t n, Duration timeout) {
   const auto deadline = std::chrono::steady_clock::now() + timeout;
-  char tmp[16384];
-  while (buf_.size() < n) {
+  if (pos_ && buffered() < n) {  // move the unread tail to the front before reading more
+    std::memmove(buf_.data(), unread(), buffered());
+    buf_.resize(buffered());
+    pos_ = 0;
+  }
+  while (buffered() < n) {
     Duration left{};
     if (timeout.count() > 0)
       left = std::max(Duration{1}, deadline - std::chrono::steady_clock::now());
+    // Read straight into the buffer's spare room (no bounce buffer in the coroutine frame).
+    const std::size_t have = buf_.size();
+    buf_.resize(have + std::max<std::size_t>(n - have, 4096));
     std::size_t got = 0;
+    std::exception_ptr err;
     try {
       got = co_await timed<std::size_t>(
-          [&](auto token) { return s_.async_read_some(asio::buffer(tmp, sizeof tmp), token); },
+          [&](auto token) {
+            return s_.async_read_some(asio::buffer(buf_.data() + have, buf_.size() - have),
+                                      token);
+          },
           left, "read");
     } catch (const std::system_error& e) {
-      if (e.code() != asio::error::eof) throw;
+      if (e.code() != asio::error::eof) err = std::current_exception();
+    } catch (...) {
+      err = std::current_exception();
     }
+    buf_.resize(have + got);
+    if (err) std::rethrow_exception(err);
     if (got == 0) co_return false;
-    buf_.append(tmp, got);
   }
   co_return true;
 }
@@ -135,25 +149,27 @@ Task<std::optional<std::string>> TcpStream::read_line(std::size_t max, Duration 
   const auto deadline = std::chrono::steady_clock::now() + timeout;
   std::size_t scanned = 0;
   for (;;) {
-    const auto nl = buf_.find('\n', scanned);
-    if (nl != std::string::npos) {
-      if (nl > max)
+    const auto* nl =
+        static_cast<const char*>(std::memchr(unread() + scanned, '\n', buffered() - scanned));
+    if (nl) {
+      const std::size_t len = static_cast<std::size_t>(nl - unread());
+      if (len > max)
         throw Error("parx::aio::TcpStream::read_line: line longer than " + std::to_string(max) +
                     " bytes");
-      std::string line = buf_.substr(0, nl);
-      buf_.erase(0, nl + 1);
+      std::string line(unread(), len);
+      consume(len + 1);
       if (!line.empty() && line.back() == '\r') line.pop_back();
       co_return line;
     }
-    scanned = buf_.size();
-    if (buf_.size() > max)
+    scanned = buffered();
+    if (buffered() > max)
       throw Error("parx::aio::TcpStream::read_line: line longer than " + std::to_string(max) +
                   " bytes");
     Duration left{};
     if (timeout.count() > 0)
       left = std::max(Duration{1}, deadline - std::chrono::steady_clock::now());
-    if (!co_await fill(buf_.size() + 1, left)) {
-      if (buf_.empty()) co_return std::nullopt;
+    if (!co_await fill(buffered() + 1, left)) {
+      if (!buffered()) co_return std::nullopt;
       throw Error("parx::aio::TcpStream::read_line: the stream ended inside a line");
     }
   }
@@ -176,20 +192,28 @@ Task<std::optional<std::string>> TcpStream::read_frame(std::size_t max, Duration
     return std::max(Duration{1}, deadline - std::chrono::steady_clock::now());
   };
   if (!co_await fill(4, left())) {
-    if (buf_.empty()) co_return std::nullopt;
+    if (!buffered()) co_return std::nullopt;
     throw Error("parx::aio::TcpStream::read_frame: the stream ended inside a frame header");
   }
   std::uint32_t len = 0;
-  std::memcpy(&len, buf_.data(), sizeof len);
+  std::memcpy(&len, unread(), sizeof len);
   len = ntohl(len);
   if (len > max)
     throw Error("parx::aio::TcpStream::read_frame: frame of " + std::to_string(len) +
                 " bytes exceeds the limit of " + std::to_string(max));
   if (!co_await fill(4 + std::size_t{len}, left()))
     throw Error("parx::aio::TcpStream::read_frame: the stream ended inside a frame");
-  std::string out = buf_.substr(4, len);
-  buf_.erase(0, 4 + std::size_t{len});
+  std::string out(unread() + 4, len);
+  consume(4 + std::size_t{len});
   co_return out;
+}
+
+void TcpStream::consume(std::size_t n) noexcept {
+  pos_ += n;
+  if (pos_ == buf_.size()) {
+    buf_.clear();
+    pos_ = 0;
+  }
 }
 
 void TcpStream::shutdown_write() {

@@ -30,8 +30,10 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "parx/aio/task.hpp"
+#include "parx/codec.hpp"
 
 namespace parx::aio {
 
@@ -69,10 +71,16 @@ class TcpStream {
   asio::ip::tcp::socket& socket() noexcept { return s_; }
 
  private:
-  // Fills buf_ until it holds `n` bytes or the stream ends; false at end of stream.
+  // Reads until at least `n` unread bytes are buffered, or the stream ends (then false).
   Task<bool> fill(std::size_t n, Duration timeout);
+  std::size_t buffered() const noexcept { return buf_.size() - pos_; }
+  const char* unread() const noexcept { return buf_.data() + pos_; }
+  void consume(std::size_t n) noexcept;
   asio::ip::tcp::socket s_;
-  std::string buf_;  // bytes read ahead by read_line / read_frame
+  // Bytes read ahead by read_line / read_frame: buf_[pos_, size) is unread. Resizing does not
+  // zero-fill.
+  std::vector<char, parx::detail::DefaultInitAllocator<char>> buf_;
+  std::size_t pos_ = 0;
 };
 
 class TcpListener {

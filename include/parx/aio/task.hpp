@@ -414,7 +414,7 @@ class TaskGroup {
 template <class... T>
 Task<std::tuple<detail::unit_t<T>...>> gather(Task<T>... tasks) {
   TaskGroup g;
-  auto hs = std::make_tuple(g.spawn(std::move(tasks))...);
+  std::tuple<TaskHandle<T>...> hs{g.spawn(std::move(tasks))...};  // braces: started in order
   try {
     co_await g.join();
   } catch (const ExceptionGroup& eg) {
