@@ -129,8 +129,7 @@ Task<bool> TcpStream::fill(std::size_t n, Duration timeout) {
     try {
       got = co_await timed<std::size_t>(
           [&](auto token) {
-            return s_.async_read_some(asio::buffer(buf_.data() + have, buf_.size() - have),
-                                      token);
+            return s_.async_read_some(asio::buffer(buf_.data() + have, buf_.size() - have), token);
           },
           left, "read");
     } catch (const std::system_error& e) {
@@ -149,8 +148,9 @@ Task<std::optional<std::string>> TcpStream::read_line(std::size_t max, Duration 
   const auto deadline = std::chrono::steady_clock::now() + timeout;
   std::size_t scanned = 0;
   for (;;) {
-    const auto* nl =
-        static_cast<const char*>(std::memchr(unread() + scanned, '\n', buffered() - scanned));
+    const char* nl = nullptr;
+    if (buffered() > scanned)  // (memchr on an empty, never-allocated buffer is undefined)
+      nl = static_cast<const char*>(std::memchr(unread() + scanned, '\n', buffered() - scanned));
     if (nl) {
       const std::size_t len = static_cast<std::size_t>(nl - unread());
       if (len > max)
