@@ -47,17 +47,18 @@ class AsioSession : public std::enable_shared_from_this<AsioSession> {
 
  private:
   void read() {
-    asio::async_read_until(s_, buf_, '\n', [self = shared_from_this()](std::error_code ec,
-                                                                       std::size_t n) {
-      if (ec) return;
-      self->out_.assign(asio::buffers_begin(self->buf_.data()),
-                        asio::buffers_begin(self->buf_.data()) + static_cast<std::ptrdiff_t>(n));
-      self->buf_.consume(n);
-      asio::async_write(self->s_, asio::buffer(self->out_),
-                        [self](std::error_code ec2, std::size_t) {
-                          if (!ec2) self->read();
-                        });
-    });
+    asio::async_read_until(
+        s_, buf_, '\n', [self = shared_from_this()](std::error_code ec, std::size_t n) {
+          if (ec) return;
+          self->out_.assign(
+              asio::buffers_begin(self->buf_.data()),
+              asio::buffers_begin(self->buf_.data()) + static_cast<std::ptrdiff_t>(n));
+          self->buf_.consume(n);
+          asio::async_write(self->s_, asio::buffer(self->out_),
+                            [self](std::error_code ec2, std::size_t) {
+                              if (!ec2) self->read();
+                            });
+        });
   }
   tcp::socket s_;
   asio::streambuf buf_;
@@ -78,17 +79,17 @@ void asio_accept(tcp::acceptor& a) {
 struct ClientConn : std::enable_shared_from_this<ClientConn> {
   ClientConn(asio::io_context& io, int msgs, long& done) : s(io), left(msgs), done(done) {}
   void go() {
-    asio::async_write(s, asio::buffer(msg), [self = shared_from_this()](std::error_code ec,
-                                                                        std::size_t) {
-      if (ec) return;
-      asio::async_read_until(self->s, self->in, '\n',
-                             [self](std::error_code ec2, std::size_t n) {
-                               if (ec2) return;
-                               self->in.consume(n);
-                               ++self->done;
-                               if (--self->left > 0) self->go();
-                             });
-    });
+    asio::async_write(s, asio::buffer(msg),
+                      [self = shared_from_this()](std::error_code ec, std::size_t) {
+                        if (ec) return;
+                        asio::async_read_until(self->s, self->in, '\n',
+                                               [self](std::error_code ec2, std::size_t n) {
+                                                 if (ec2) return;
+                                                 self->in.consume(n);
+                                                 ++self->done;
+                                                 if (--self->left > 0) self->go();
+                                               });
+                      });
   }
   tcp::socket s;
   asio::streambuf in;

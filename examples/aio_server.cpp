@@ -3,7 +3,8 @@
 // keeps serving every other connection. Then the seeds' asyncio.gather example.
 //
 //   aio_server                   # serves on 127.0.0.1 and runs 200 concurrent clients against it
-//   aio_server --port 9000 --serve   # serves until Ctrl-C (try: printf '100000\n' | nc 127.0.0.1 9000)
+//   aio_server --port 9000 --serve   # serves until Ctrl-C (try: printf '100000\n' | nc 127.0.0.1
+//   9000)
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>

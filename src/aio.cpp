@@ -88,36 +88,23 @@ ThreadPool& Loop::blocking_pool() {
 }
 
 void Loop::run() {
-  auto body = [this] {
+  std::exception_ptr failure;
+  std::mutex fm;
+  auto body = [&] {  // one thread's share of the loop; the first failure stops every thread
     tl_loop = this;
     try {
       ctx_.run();
     } catch (...) {
-      tl_loop = nullptr;
-      throw;
+      std::lock_guard lk(fm);
+      if (!failure) failure = std::current_exception();
+      ctx_.stop();
     }
     tl_loop = nullptr;
   };
   std::vector<std::thread> extra;
-  std::exception_ptr failure;
-  std::mutex fm;
   for (std::size_t i = 1; i < threads_; ++i)
-    extra.emplace_back([&] {
-      try {
-        body();
-      } catch (...) {
-        std::lock_guard lk(fm);
-        if (!failure) failure = std::current_exception();
-        ctx_.stop();
-      }
-    });
-  try {
-    body();
-  } catch (...) {
-    std::lock_guard lk(fm);
-    if (!failure) failure = std::current_exception();
-    ctx_.stop();
-  }
+    extra.emplace_back(body);
+  body();
   for (auto& t : extra)
     t.join();
   if (failure) std::rethrow_exception(failure);

@@ -45,22 +45,34 @@ Task<T> timed(Start start, Duration timeout, const char* what) {
   co_return std::move(v);
 }
 
+// What is left of an optional timeout spread over several operations (0: no timeout).
+class Budget {
+ public:
+  explicit Budget(Duration timeout)
+      : timeout_(timeout), deadline_(std::chrono::steady_clock::now() + timeout) {}
+  Duration left() const {
+    if (timeout_.count() <= 0) return Duration{};
+    return std::max(Duration{1}, deadline_ - std::chrono::steady_clock::now());
+  }
+
+ private:
+  Duration timeout_;
+  std::chrono::steady_clock::time_point deadline_;
+};
+
 }  // namespace
 
 Task<TcpStream> TcpStream::connect(std::string host, std::uint16_t port, Duration timeout) {
   auto exec = co_await asio::this_coro::executor;
   tcp::resolver resolver(exec);
-  const auto deadline = std::chrono::steady_clock::now() + timeout;
-  auto left = [&] {
-    if (timeout.count() <= 0) return Duration{};
-    return std::max(Duration{1}, deadline - std::chrono::steady_clock::now());
-  };
+  const Budget budget(timeout);
   auto endpoints = co_await timed<tcp::resolver::results_type>(
-      [&](auto token) { return resolver.async_resolve(host, std::to_string(port), token); }, left(),
-      "connect (resolving the host)");
+      [&](auto token) { return resolver.async_resolve(host, std::to_string(port), token); },
+      budget.left(), "connect (resolving the host)");
   tcp::socket s(exec);
   co_await timed<tcp::endpoint>(
-      [&](auto token) { return asio::async_connect(s, endpoints, token); }, left(), "connect");
+      [&](auto token) { return asio::async_connect(s, endpoints, token); }, budget.left(),
+      "connect");
   s.set_option(tcp::no_delay(true));
   co_return TcpStream(std::move(s));
 }
@@ -84,12 +96,10 @@ Task<std::size_t> TcpStream::read_some(std::span<std::byte> buf, Duration timeou
 }
 
 Task<void> TcpStream::read_exact(std::span<std::byte> buf, Duration timeout) {
-  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  const Budget budget(timeout);
   std::size_t got = 0;
   while (got < buf.size()) {
-    Duration left{};
-    if (timeout.count() > 0)
-      left = std::max(Duration{1}, deadline - std::chrono::steady_clock::now());
+    const Duration left = budget.left();
     const std::size_t n = co_await read_some(buf.subspan(got), left);
     if (n == 0)
       throw Error("parx::aio::TcpStream::read_exact: the stream ended after " +
@@ -111,16 +121,14 @@ Task<void> TcpStream::write(std::string_view text, Duration timeout) {
 }
 
 Task<bool> TcpStream::fill(std::size_t n, Duration timeout) {
-  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  const Budget budget(timeout);
   if (pos_ && buffered() < n) {  // move the unread tail to the front before reading more
     std::memmove(buf_.data(), unread(), buffered());
     buf_.resize(buffered());
     pos_ = 0;
   }
   while (buffered() < n) {
-    Duration left{};
-    if (timeout.count() > 0)
-      left = std::max(Duration{1}, deadline - std::chrono::steady_clock::now());
+    const Duration left = budget.left();
     // Read straight into the buffer's spare room (no bounce buffer in the coroutine frame).
     const std::size_t have = buf_.size();
     buf_.resize(have + std::max<std::size_t>(n - have, 4096));
@@ -145,7 +153,7 @@ Task<bool> TcpStream::fill(std::size_t n, Duration timeout) {
 }
 
 Task<std::optional<std::string>> TcpStream::read_line(std::size_t max, Duration timeout) {
-  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  const Budget budget(timeout);
   std::size_t scanned = 0;
   for (;;) {
     const char* nl = nullptr;
@@ -165,9 +173,7 @@ Task<std::optional<std::string>> TcpStream::read_line(std::size_t max, Duration 
     if (buffered() > max)
       throw Error("parx::aio::TcpStream::read_line: line longer than " + std::to_string(max) +
                   " bytes");
-    Duration left{};
-    if (timeout.count() > 0)
-      left = std::max(Duration{1}, deadline - std::chrono::steady_clock::now());
+    const Duration left = budget.left();
     if (!co_await fill(buffered() + 1, left)) {
       if (!buffered()) co_return std::nullopt;
       throw Error("parx::aio::TcpStream::read_line: the stream ended inside a line");
@@ -186,12 +192,8 @@ Task<void> TcpStream::write_frame(std::string_view payload, Duration timeout) {
 }
 
 Task<std::optional<std::string>> TcpStream::read_frame(std::size_t max, Duration timeout) {
-  const auto deadline = std::chrono::steady_clock::now() + timeout;
-  auto left = [&] {
-    if (timeout.count() <= 0) return Duration{};
-    return std::max(Duration{1}, deadline - std::chrono::steady_clock::now());
-  };
-  if (!co_await fill(4, left())) {
+  const Budget budget(timeout);
+  if (!co_await fill(4, budget.left())) {
     if (!buffered()) co_return std::nullopt;
     throw Error("parx::aio::TcpStream::read_frame: the stream ended inside a frame header");
   }
@@ -201,7 +203,7 @@ Task<std::optional<std::string>> TcpStream::read_frame(std::size_t max, Duration
   if (len > max)
     throw Error("parx::aio::TcpStream::read_frame: frame of " + std::to_string(len) +
                 " bytes exceeds the limit of " + std::to_string(max));
-  if (!co_await fill(4 + std::size_t{len}, left()))
+  if (!co_await fill(4 + std::size_t{len}, budget.left()))
     throw Error("parx::aio::TcpStream::read_frame: the stream ended inside a frame");
   std::string out(unread() + 4, len);
   consume(4 + std::size_t{len});

@@ -14,6 +14,8 @@
 #include <thread>
 #include <vector>
 
+#include "test_util.hpp"
+
 using namespace std::chrono_literals;
 namespace aio = parx::aio;
 using aio::Task;
@@ -25,20 +27,7 @@ PARX_REMOTE(square);
 
 namespace {
 
-template <class E, class F>
-E expect_throw(F&& f) {
-  try {
-    f();
-  } catch (const E& e) {
-    return e;
-  } catch (const std::exception& e) {
-    ADD_FAILURE() << "threw " << parx::exception_type_name(std::current_exception()) << ": "
-                  << e.what();
-    throw;
-  }
-  ADD_FAILURE() << "did not throw";
-  throw std::runtime_error("did not throw");
-}
+using parx_test::expect_throw;
 
 auto elapsed_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::steady_clock::now() - t0;

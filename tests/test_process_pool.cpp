@@ -297,19 +297,7 @@ bool gone(pid_t p) {
   return rp != std::string::npos && rp + 2 < s.size() && s[rp + 2] == 'Z';
 }
 
-template <class E, class F>
-E expect_throw(F&& f) {
-  try {
-    f();
-  } catch (const E& e) {
-    return e;
-  } catch (const std::exception& e) {
-    ADD_FAILURE() << "threw the wrong exception: " << e.what();
-    throw;
-  }
-  ADD_FAILURE() << "did not throw";
-  throw std::logic_error("no exception");
-}
+using parx_test::expect_throw;
 
 std::string temp_marker(const char* name) {
   std::string p = "/tmp/parx-test-" + std::to_string(getpid()) + "-" + name;

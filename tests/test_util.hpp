@@ -1,10 +1,12 @@
-// Shared helpers for parx tests: worker-count parameterisation and a latch-based gate.
+// Shared helpers for parx tests: worker-count parameterisation, a gate, polling, and checking
+// an expected exception.
 #pragma once
 
 #include <gtest/gtest.h>
 
 #include <atomic>
 #include <chrono>
+#include <stdexcept>
 #include <string>
 #include <thread>
 
@@ -42,6 +44,22 @@ bool eventually(P pred) {
     std::this_thread::sleep_for(std::chrono::milliseconds(1));
   }
   return pred();
+}
+
+// Runs f, which must throw E; returns the exception so the test can inspect it. Any other
+// outcome is a test failure.
+template <class E, class F>
+E expect_throw(F&& f) {
+  try {
+    f();
+  } catch (const E& e) {
+    return e;
+  } catch (const std::exception& e) {
+    ADD_FAILURE() << "threw the wrong exception: " << e.what();
+    throw;
+  }
+  ADD_FAILURE() << "did not throw";
+  throw std::logic_error("no exception");
 }
 
 }  // namespace parx_test
