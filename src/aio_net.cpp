@@ -84,7 +84,9 @@ Task<std::size_t> TcpStream::read_some(std::span<std::byte> buf, Duration timeou
     consume(n);
     co_return n;
   }
-  std::error_code eof;
+  const Budget budget(timeout);
+  if (!out_.empty()) co_await flush(budget.left());  // the peer may be waiting for it
+  timeout = budget.left();
   try {
     co_return co_await timed<std::size_t>(
         [&](auto token) { return s_.async_read_some(asio::buffer(buf.data(), buf.size()), token); },
@@ -109,11 +111,42 @@ Task<void> TcpStream::read_exact(std::span<std::byte> buf, Duration timeout) {
 }
 
 Task<void> TcpStream::write(std::span<const std::byte> data, Duration timeout) {
+  if (!out_.empty()) {  // queued output goes first, in the same system call
+    queue(data);
+    co_await flush(timeout);
+    co_return;
+  }
   co_await timed<std::size_t>(
       [&](auto token) {
         return asio::async_write(s_, asio::buffer(data.data(), data.size()), token);
       },
       timeout, "write");
+}
+
+void TcpStream::queue(std::span<const std::byte> data) {
+  out_.append(reinterpret_cast<const char*>(data.data()), data.size());
+}
+
+void TcpStream::queue(std::string_view text) {
+  out_.append(text);
+}
+
+Task<void> TcpStream::flush(Duration timeout) {
+  const Budget budget(timeout);
+  while (!out_.empty()) {
+    sending_.swap(out_);  // queue() appends to the (empty) out_ while this is sent
+    out_.clear();
+    const Duration left = budget.left();
+    try {
+      co_await timed<std::size_t>(
+          [&](auto token) { return asio::async_write(s_, asio::buffer(sending_), token); }, left,
+          "flush");
+    } catch (...) {
+      sending_.clear();
+      throw;
+    }
+    sending_.clear();
+  }
 }
 
 Task<void> TcpStream::write(std::string_view text, Duration timeout) {
@@ -128,6 +161,7 @@ Task<bool> TcpStream::fill(std::size_t n, Duration timeout) {
     pos_ = 0;
   }
   while (buffered() < n) {
+    if (!out_.empty()) co_await flush(budget.left());  // the peer may be waiting for it
     const Duration left = budget.left();
     // Read straight into the buffer's spare room (no bounce buffer in the coroutine frame).
     const std::size_t have = buf_.size();

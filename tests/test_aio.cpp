@@ -160,6 +160,90 @@ TEST(Aio, WaitForReturnsTimesOutAndPassesExceptionsAtOnce) {
   }());
 }
 
+TEST(Aio, TimeoutScopesShareOneDeadlineAndNest) {
+  aio::run([]() -> Task<void> {
+    // A block of awaits under one limit: each await alone fits, together they do not.
+    int steps = 0;
+    auto t0 = std::chrono::steady_clock::now();
+    bool timed_out = false;
+    try {
+      co_await aio::timeout(150ms, [&]() -> Task<void> {
+        for (int i = 0; i < 10; ++i) {
+          co_await aio::sleep(40ms);
+          ++steps;
+        }
+      });
+    } catch (const parx::TimeoutError& e) {
+      timed_out = true;
+      EXPECT_NE(std::string(e.what()).find("timeout: not finished within 150 ms"),
+                std::string::npos)
+          << e.what();
+    }
+    EXPECT_TRUE(timed_out);
+    EXPECT_GE(steps, 1);
+    EXPECT_LE(steps, 3);  // cancelled mid-block: the later steps never ran
+    EXPECT_LT(elapsed_since(t0), 2s);
+
+    // A block that finishes in time returns its value.
+    const int v = co_await aio::timeout(2s, [&]() -> Task<int> {
+      const int a = co_await after(2ms, 20);
+      co_return a + co_await after(2ms, 22);
+    });
+    EXPECT_EQ(v, 42);
+
+    // A block capturing by value: named first (g++ 12 destroys a lambda-expression with
+    // non-trivial captures twice when it appears inside a co_await expression; see docs/aio.md).
+    const std::string tag(40, 't');
+    auto sized = [tag]() -> Task<std::size_t> {
+      co_await aio::sleep(1ms);
+      co_return tag.size();
+    };
+    EXPECT_EQ(co_await aio::timeout(1s, sized), 40u);
+
+    // A Deadline spread over separate awaits: the second gets only what the first left.
+    aio::Deadline dl(120ms);
+    EXPECT_FALSE(dl.expired());
+    EXPECT_EQ(co_await dl(after(70ms, 1)), 1);
+    EXPECT_LE(dl.remaining(), 55ms);
+    t0 = std::chrono::steady_clock::now();
+    timed_out = false;
+    try {
+      co_await dl(after(70ms, 2));
+    } catch (const parx::TimeoutError& e) {
+      timed_out = true;
+      EXPECT_NE(std::string(e.what()).find("Deadline: not finished within 120 ms"),
+                std::string::npos)
+          << e.what();
+    }
+    EXPECT_TRUE(timed_out);
+    EXPECT_LT(elapsed_since(t0), 60ms + 1s);
+    EXPECT_TRUE(dl.expired());
+    EXPECT_EQ(dl.remaining(), std::chrono::steady_clock::duration::zero());
+    EXPECT_THROW(co_await dl(after(0ms, 3)), parx::TimeoutError);  // already passed
+
+    // Nesting: the tighter limit wins, whichever is inside.
+    aio::Deadline outer(10s);
+    const auto inner = outer.within(30ms);
+    EXPECT_LE(inner.remaining(), 30ms);
+    EXPECT_THROW(co_await inner(after(5s, 0)), parx::TimeoutError);
+    EXPECT_GE(outer.remaining(), 8s);
+    EXPECT_EQ(aio::Deadline(20ms).within(10s).remaining() <= 20ms, true);
+    t0 = std::chrono::steady_clock::now();
+    EXPECT_THROW(co_await aio::timeout(40ms,
+                                       [&]() -> Task<void> {
+                                         co_await aio::timeout(
+                                             10s, [&]() -> Task<void> { co_await aio::sleep(5s); });
+                                       }),
+                 parx::TimeoutError);
+    EXPECT_LT(elapsed_since(t0), 2s);
+
+    // An exception inside a scope passes through unchanged.
+    EXPECT_THROW(
+        co_await aio::timeout(1s, [&]() -> Task<int> { co_return co_await fails_after(1ms, "x"); }),
+        std::runtime_error);
+  }());
+}
+
 // ---- structured concurrency --------------------------------------------------------------------
 
 TEST(Aio, TaskGroupFirstFailureCancelsSiblingsAndReportsAllFailures) {
@@ -479,6 +563,59 @@ TEST(Aio, FramesLinesEndOfStreamAndBadInput) {
     dead.close();
     EXPECT_THROW(co_await aio::TcpStream::connect("127.0.0.1", port), std::system_error);
     EXPECT_THROW(aio::TcpListener::bind("not-an-ip", 0), parx::InvalidArgument);
+  }());
+}
+
+TEST(Aio, QueuedWritesGoOutInOrderBeforeAnyWaitingRead) {
+  aio::run([]() -> Task<void> {
+    auto l = aio::TcpListener::bind("127.0.0.1", 0);
+    auto c = co_await aio::TcpStream::connect("localhost", l.port());
+    auto s = co_await l.accept();
+
+    // A pipelined request/response loop answering with queue(): the answers leave when the
+    // server's read has to wait, all of them in one flush.
+    auto serve = [](aio::TcpStream& st, int& lines) -> Task<void> {
+      while (auto line = co_await st.read_line()) {
+        ++lines;
+        st.queue(*line + "!\n");
+      }
+    };
+    int lines = 0;
+    auto server = aio::spawn(serve(s, lines));
+    std::string batch;
+    for (int i = 0; i < 100; ++i)
+      batch += "req" + std::to_string(i) + "\n";
+    co_await c.write(batch);
+    for (int i = 0; i < 100; ++i)
+      EXPECT_EQ(*co_await aio::wait_for(c.read_line(), 5s), "req" + std::to_string(i) + "!");
+    EXPECT_EQ(lines, 100);
+
+    // Queued bytes precede a later write(), and flush() sends them on its own.
+    c.queue("a\n");
+    c.queue(std::as_bytes(std::span("b\n", 2)));
+    EXPECT_EQ(c.queued(), 4u);
+    co_await c.write("c\n");
+    EXPECT_EQ(c.queued(), 0u);
+    c.queue("d\n");
+    co_await c.flush();
+    EXPECT_EQ(c.queued(), 0u);
+    for (const char* want : {"a!", "b!", "c!", "d!"})
+      EXPECT_EQ(*co_await aio::wait_for(c.read_line(), 5s), want);
+
+    c.shutdown_write();
+    co_await server.join();
+
+    // A large queued answer (more than the socket buffers hold) still arrives whole.
+    const std::string big(8 << 20, 'q');
+    s.queue(big);
+    s.queue("\n");
+    auto reader = [](aio::TcpStream& st) -> Task<std::size_t> {
+      co_return (co_await st.read_line(16 << 20))->size();
+    };
+    auto [n, unit] = co_await aio::gather(reader(c), s.flush(10s));
+    (void)unit;
+    EXPECT_EQ(n, big.size());
+    EXPECT_EQ(s.queued(), 0u);
   }());
 }
 

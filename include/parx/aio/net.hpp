@@ -11,11 +11,17 @@
 //     larger than `max` throws parx::Error. Frames are a 4-byte big-endian length and the bytes.
 //   * A TcpStream or TcpListener closes its socket when destroyed (also when its task is
 //     cancelled or throws: nothing leaks). Objects are used by one task at a time (one reader and
-//     one writer task may share a stream).
+//     one writer task may share a stream, if the writer does not use queue()).
+//   * Buffered writes: queue(bytes) appends to the stream's output buffer without a system call;
+//     flush() sends it. A read that has to wait for the peer flushes first, and so does write()
+//     (output keeps its order), so a request/response loop that answers with queue() never
+//     stalls: it sends every answer to a batch of pipelined requests in one system call. Output
+//     still queued when the stream is closed or destroyed is discarded.
 //
 // Example
 //   parx::aio::Task<void> serve(parx::aio::TcpStream s) {
-//     while (auto line = co_await s.read_line()) co_await s.write(*line + "\n");
+//     while (auto line = co_await s.read_line()) s.queue(*line + "\n");   // sent before the next
+//     wait
 //   }
 //   parx::aio::Task<void> server() {
 //     auto l = parx::aio::TcpListener::bind("127.0.0.1", 0);
@@ -56,6 +62,13 @@ class TcpStream {
   // All of `data`.
   Task<void> write(std::span<const std::byte> data, Duration timeout = {});
   Task<void> write(std::string_view text, Duration timeout = {});
+  // Appends to the output buffer (no system call); see the contract for when it is sent.
+  void queue(std::span<const std::byte> data);
+  void queue(std::string_view text);
+  // Bytes queued and not yet sent.
+  std::size_t queued() const noexcept { return out_.size(); }
+  // Sends everything queued.
+  Task<void> flush(Duration timeout = {});
   // A line without its "\n" (a trailing "\r" is dropped too).
   Task<std::optional<std::string>> read_line(std::size_t max = 1 << 20, Duration timeout = {});
   // Length-prefixed messages.
@@ -81,6 +94,9 @@ class TcpStream {
   // zero-fill.
   std::vector<char, parx::detail::DefaultInitAllocator<char>> buf_;
   std::size_t pos_ = 0;
+  // Output queued by queue(); `sending_` holds what a flush is sending (queue() may append to
+  // out_ meanwhile).
+  std::string out_, sending_;
 };
 
 class TcpListener {

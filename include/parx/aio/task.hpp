@@ -22,6 +22,8 @@
 //     aio::ExceptionGroup holding every failure. gather() returns all results, or rethrows the
 //     first failure after cancelling the rest.
 //   * wait_for(task, d) returns the task's result, or cancels it and throws parx::TimeoutError.
+//     Timeout scopes: timeout(d, block) puts a whole block of awaits under one limit, and a
+//     Deadline shares one deadline among separate awaits (`co_await dl(task)`).
 //   * wrap(future) awaits a parx::Future (ThreadPool, ProcessPool…) without blocking the loop;
 //     cancelling the wait cancels the future's task if it has not started.
 //
@@ -47,6 +49,7 @@
 //   int main() { return parx::aio::run(amain()) == 13 ? 0 : 1; }
 #pragma once
 
+#include <algorithm>
 #include <asio/async_result.hpp>
 #include <asio/awaitable.hpp>
 #include <asio/bind_cancellation_slot.hpp>
@@ -63,6 +66,7 @@
 #include <asio/this_coro.hpp>
 #include <asio/use_awaitable.hpp>
 #include <chrono>
+#include <concepts>
 #include <cstddef>
 #include <deque>
 #include <exception>
@@ -459,9 +463,19 @@ Task<std::conditional_t<std::is_void_v<T>, void, std::vector<T>>> gather(
 // Sleeps for `d` (cancellable).
 Task<void> sleep(std::chrono::steady_clock::duration d);
 
-// `t`'s result, or parx::TimeoutError once `d` has passed (t is then cancelled and awaited).
-template <class T, class Rep, class Period>
-Task<T> wait_for(Task<T> t, std::chrono::duration<Rep, Period> d) {
+namespace detail {
+
+template <class A>
+struct task_value;
+template <class T, class E>
+struct task_value<asio::awaitable<T, E>> {
+  using type = T;
+};
+
+// `t`'s result, or parx::TimeoutError naming `who` and `limit` once `d` has passed.
+template <class T>
+Task<T> wait_timed(Task<T> t, std::chrono::steady_clock::duration d, const char* who,
+                   std::chrono::steady_clock::duration limit) {
   auto ex = co_await asio::this_coro::executor;
   std::optional<detail::unit_t<T>> out;
   auto body = [](Task<T> task, std::optional<detail::unit_t<T>>& slot) -> Task<void> {
@@ -472,7 +486,7 @@ Task<T> wait_for(Task<T> t, std::chrono::duration<Rep, Period> d) {
       slot.emplace(co_await std::move(task));
     }
   };
-  asio::steady_timer timer(ex, std::chrono::duration_cast<std::chrono::steady_clock::duration>(d));
+  asio::steady_timer timer(ex, d);
   auto [order, e, ec] =
       co_await asio::experimental::make_parallel_group(
           asio::co_spawn(ex, body(std::move(t), out), asio::experimental::deferred),
@@ -481,17 +495,83 @@ Task<T> wait_for(Task<T> t, std::chrono::duration<Rep, Period> d) {
   (void)ec;
   if (order[0] == 1) {
     throw TimeoutError(
-        "parx::TimeoutError: parx::aio::wait_for: the task did not finish within " +
-        std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(d).count()) + " ms");
+        std::string("parx::TimeoutError: parx::aio::") + who + ": not finished within " +
+        std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(limit).count()) +
+        " ms");
   }
   if (e) std::rethrow_exception(e);
   if constexpr (!std::is_void_v<T>) co_return std::move(*out);
 }
 
+}  // namespace detail
+
+// `t`'s result, or parx::TimeoutError once `d` has passed (t is then cancelled and awaited).
+template <class T, class Rep, class Period>
+Task<T> wait_for(Task<T> t, std::chrono::duration<Rep, Period> d) {
+  const auto dd = std::chrono::duration_cast<std::chrono::steady_clock::duration>(d);
+  return detail::wait_timed(std::move(t), dd, "wait_for", dd);
+}
+
 // As wait_for, with a deadline.
 template <class T>
 Task<T> wait_until(Task<T> t, std::chrono::steady_clock::time_point deadline) {
-  return wait_for(std::move(t), deadline - std::chrono::steady_clock::now());
+  const auto d = deadline - std::chrono::steady_clock::now();
+  return detail::wait_timed(std::move(t), d, "wait_until", d);
+}
+
+// A timeout scope: one deadline shared by several awaits (asyncio.timeout, Trio's fail_at).
+// Each `co_await dl(task)` gets only the time left; once the deadline has passed, the awaited
+// task is cancelled and parx::TimeoutError is thrown. A Deadline is a value: copy it into the
+// tasks a block spawns, nest a shorter one inside, ask what is left.
+//   parx::aio::Deadline dl(std::chrono::seconds(2));
+//   auto hello = co_await dl(stream.read_line());
+//   auto body  = co_await dl(stream.read_frame());     // both together within 2 s
+class Deadline {
+ public:
+  using clock = std::chrono::steady_clock;
+  template <class Rep, class Period>
+  explicit Deadline(std::chrono::duration<Rep, Period> d)
+      : limit_(std::chrono::duration_cast<clock::duration>(d)), when_(clock::now() + limit_) {}
+  static Deadline at(clock::time_point when) { return Deadline(when, when - clock::now()); }
+  clock::time_point when() const noexcept { return when_; }
+  // Time left (zero once passed).
+  clock::duration remaining() const {
+    return std::max(clock::duration::zero(), when_ - clock::now());
+  }
+  bool expired() const { return clock::now() >= when_; }
+  // The earlier of this deadline and `d` from now (an inner, tighter scope).
+  template <class Rep, class Period>
+  Deadline within(std::chrono::duration<Rep, Period> d) const {
+    const auto other = clock::now() + std::chrono::duration_cast<clock::duration>(d);
+    return other < when_ ? Deadline(other, std::chrono::duration_cast<clock::duration>(d)) : *this;
+  }
+  // `t` under this deadline.
+  template <class T>
+  Task<T> operator()(Task<T> t) const {
+    return detail::wait_timed(std::move(t), when_ - clock::now(), "Deadline", limit_);
+  }
+
+ private:
+  Deadline(clock::time_point when, clock::duration limit) : limit_(limit), when_(when) {}
+  clock::duration limit_;
+  clock::time_point when_;
+};
+
+// A block of awaits under one time limit: runs `block()` (a callable returning a Task, such as a
+// lambda coroutine) and returns its result, or cancels it and throws parx::TimeoutError once `d`
+// has passed. The callable is kept alive until the block ends, so the lambda may capture. (With
+// g++ 12, a lambda capturing by value something with a destructor must be named before the
+// co_await, not written inside it: see docs/aio.md.)
+//   auto reply = co_await parx::aio::timeout(std::chrono::seconds(1), [&]() -> Task<std::string> {
+//     co_await s.write("ping\n");
+//     co_return *co_await s.read_line();
+//   });
+template <class Rep, class Period, class F>
+requires std::invocable<F&>
+auto timeout(std::chrono::duration<Rep, Period> d, F block)
+    -> Task<typename detail::task_value<std::invoke_result_t<F&>>::type> {
+  const auto dd = std::chrono::duration_cast<std::chrono::steady_clock::duration>(d);
+  co_return co_await detail::wait_timed(block(), dd, "timeout", dd);
 }
 
 // Awaits a parx::Future without blocking the loop: its value, its exception, or parx::Cancelled.
