@@ -23,6 +23,7 @@
 #include <utility>
 #include <vector>
 
+#include "parx/detail/mpi_join.hpp"
 #include "parx/detail/sync.hpp"
 #include "parx/init.hpp"
 
@@ -474,7 +475,9 @@ bool initialized() noexcept {
   return detail::g_server != nullptr;
 }
 
-void init() {
+namespace {
+
+void start_fork_server() {
   if (detail::g_server) return;
   check_remote_registry();
   if (const int threads = detail::count_threads(); threads > 1)
@@ -497,10 +500,18 @@ void init() {
   detail::g_server = new detail::ForkServer(fds[0], pid);  // lives as long as the process
 }
 
+}  // namespace
+
+// The fork server first, while the process has one thread; then MPI, whose libraries start
+// threads of their own, when a launcher started this program.
+void init() {
+  start_fork_server();
+  mpi::detail::join_if_launched(nullptr, nullptr);
+}
+
 void init(int& argc, char**& argv) {
-  (void)argc;
-  (void)argv;
-  init();
+  start_fork_server();
+  mpi::detail::join_if_launched(&argc, &argv);
 }
 
 }  // namespace parx

@@ -269,10 +269,18 @@ TEST(Aio, TaskGroupFirstFailureCancelsSiblingsAndReportsAllFailures) {
     EXPECT_FALSE(bad.cancelled());
     EXPECT_THROW(g.spawn(after(1ms, 3)), parx::InvalidState);  // a failed group takes no more
 
-    // Failures at the same time are all reported.
+    // Failures at the same time are all reported: one Event wakes both tasks at once, so the
+    // first failure's cancellation finds the second already running (no race of two timers).
     aio::TaskGroup g2;
-    g2.spawn(fails_after(5ms, "a"));
-    g2.spawn(fails_after(5ms, "b"));
+    aio::Event go;
+    auto fail_on = [](aio::Event& e, std::string msg) -> Task<void> {
+      co_await e.wait();
+      throw std::runtime_error(msg);
+    };
+    g2.spawn(fail_on(go, "a"));
+    g2.spawn(fail_on(go, "b"));
+    co_await aio::sleep(5ms);  // both are waiting
+    go.set();
     std::size_t n = 0;
     try {
       co_await g2.join();

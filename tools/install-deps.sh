@@ -7,11 +7,16 @@ packages=(
   g++ cmake ninja-build ccache pkg-config   # toolchain
   libxxhash-dev                             # frame checksums of the process-pool channel
   libasio-dev                               # parx::aio (standalone Asio, header-only)
+  libopenmpi-dev openmpi-bin                # parx::mpi and the ClusterPool (MPICH also works)
   libgtest-dev libgmock-dev                 # tests
   libbenchmark-dev libtbb-dev libcereal-dev # benchmark peers (oneTBB, cereal, Boost.Interprocess),
   libboost-dev                              # not dependencies of parx itself
   python3-joblib                            # Python peer of the ProcessPool benchmark
+  python3-mpi4py                            # Python peer of the mpi benchmarks
 )
+
+# --mpich: also MPICH, for the build and tests against it (CMake preset `mpich`).
+if [ "${1:-}" = "--mpich" ]; then packages+=(libmpich-dev mpich); fi
 
 missing=()
 for p in "${packages[@]}"; do

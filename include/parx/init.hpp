@@ -13,6 +13,11 @@
 //     normal exit, an exception, Ctrl-C or SIGKILL of this process no worker survives. Workers
 //     run in the fork server's own process group, so Ctrl-C at the terminal reaches only this
 //     process, which then stops its pools in order.
+//   * Under an MPI launcher (mpiexec/mpirun, srun; see parx/mpi.hpp), init then joins the job:
+//     MPI_Init_thread asking for MPI_THREAD_MULTIPLE, after the fork server exists, so no worker
+//     is ever forked from an MPI process. MPI is finalised at exit; an exception escaping main
+//     aborts the whole job instead of leaving the other ranks waiting. Without a launcher, MPI is
+//     never initialised.
 //   * Calling init twice is harmless. Process pools and parx::Process created without init fail
 //     with a parx::Error that says to add it.
 //
@@ -30,8 +35,8 @@
 
 namespace parx {
 
-// Starts the fork server (see above). argc/argv are accepted for the launchers parx will
-// recognise (MPI) and are not modified today.
+// Starts the fork server and, under an MPI launcher, joins the job (see above). argc/argv go to
+// MPI_Init_thread, which may remove the launcher's arguments.
 void init(int& argc, char**& argv);
 void init();
 
