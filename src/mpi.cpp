@@ -182,6 +182,12 @@ Bytes receive_matched(MPI_Message& msg, const MPI_Status& st, Status* status) {
   return b;
 }
 
+void receive_matched_into(MPI_Message& msg, void* p, std::size_t n) {
+  const ByteType t(n);
+  MPI_Status st;
+  check(MPI_Mrecv(p, t.count(), t.type(), &msg, &st), "MPI_Mrecv");
+}
+
 }  // namespace detail
 
 // ---- the job ------------------------------------------------------------------------------------
@@ -389,14 +395,6 @@ MPI_Request Comm::irecv_into(void* p, std::size_t n, int source, int tag) const 
   MPI_Request r;
   detail::check(MPI_Irecv(p, t.count(), t.type(), source, tag, comm_, &r), "MPI_Irecv");
   return r;
-}
-
-Bytes Comm::recv_bytes(int source, int tag, Status* status) const {
-  require();
-  MPI_Message msg;
-  MPI_Status st;
-  detail::check(MPI_Mprobe(source, tag, comm_, &msg, &st), "MPI_Mprobe");
-  return detail::receive_matched(msg, st, status);
 }
 
 Status Comm::sendrecv_bytes(const void* out, std::size_t on, int dest, int sendtag, void* in,
@@ -626,7 +624,7 @@ void Comm::alltoall_bytes(const void* send, void* recv, std::size_t block) const
 }
 
 void Comm::reduce_typed(const void* in, void* out, std::size_t n, std::size_t out_n, MPI_Datatype t,
-                        detail::OpKind op, int root, int mode) const {
+                        detail::OpKind op, int root, detail::Reduction how) const {
   require();
   if (t == MPI_DATATYPE_NULL)
     throw InvalidArgument(
@@ -644,10 +642,10 @@ void Comm::reduce_typed(const void* in, void* out, std::size_t n, std::size_t ou
     const int cnt = static_cast<int>(std::min(kPiece, n - off));
     const void* src = in ? static_cast<const char*>(in) + off * es : MPI_IN_PLACE;
     void* dst = out ? static_cast<char*>(out) + off * es : nullptr;
-    if (mode == 0) {
+    if (how == detail::Reduction::to_root) {
       if (!in && rank_ != root) src = dst;  // in place: non-roots send their buffer
       detail::check(MPI_Reduce(src, dst, cnt, t, mop, root, comm_), "MPI_Reduce");
-    } else if (mode == 1) {
+    } else if (how == detail::Reduction::all) {
       detail::check(MPI_Allreduce(src, dst, cnt, t, mop, comm_), "MPI_Allreduce");
     } else {
       detail::check(MPI_Scan(src, dst, cnt, t, mop, comm_), "MPI_Scan");

@@ -15,7 +15,9 @@
 //     on any rank prints itself and aborts the whole job (MPI_Abort), so the others never hang.
 //   * Objects: send/recv/isend/irecv/sendrecv and the collectives take and return values of any
 //     type the codec encodes (parx/codec.hpp); the receiver names the type. A message that does
-//     not decode as that type throws parx::SerializationError.
+//     not decode as that type throws parx::SerializationError. Point-to-point, a std::vector of
+//     trivially copyable elements or a std::string travels as its bytes (no encoding copy); its
+//     receiver must name a container of the same element size.
 //   * Buffers (mpi4py's uppercase methods): a std::span of trivially copyable elements is sent
 //     as its bytes, with no serialisation and no copy. Reductions on buffers need arithmetic
 //     elements and one of the standard operators (mpi::sum, prod, min, max, land, lor, lxor,
@@ -101,6 +103,8 @@ std::string host_name();
 
 namespace detail {
 enum class OpKind { sum, prod, min, max, land, lor, lxor, band, bor, bxor };
+// MPI_Reduce to a root, MPI_Allreduce, MPI_Scan.
+enum class Reduction { to_root, all, scan };
 MPI_Op native_op(OpKind k);
 }  // namespace detail
 
@@ -259,8 +263,46 @@ class RecvRequest {
 };
 
 namespace detail {
+
 // Receives the message MPI_Mprobe/MPI_Improbe matched; its bytes.
 Bytes receive_matched(MPI_Message& msg, const MPI_Status& st, Status* status);
+// The same into `n` bytes at `p` (the message's size).
+void receive_matched_into(MPI_Message& msg, void* p, std::size_t n);
+
+// Point-to-point objects that are contiguous containers of trivially copyable elements
+// (std::vector, std::string) travel as their bytes: no encoding, no decoding copy.
+template <class T>
+struct is_raw_object : std::false_type {};
+template <class E, class A>
+struct is_raw_object<std::vector<E, A>>
+    : std::bool_constant<std::is_trivially_copyable_v<E> && !std::is_same_v<E, bool>> {};
+template <class C, class Tr, class A>
+struct is_raw_object<std::basic_string<C, Tr, A>> : std::true_type {};
+template <class T>
+concept RawObject = is_raw_object<T>::value;
+
+template <class T>
+T receive_object(MPI_Message& msg, const MPI_Status& st, Status* status) {
+  if constexpr (RawObject<T>) {
+    using E = typename T::value_type;
+    const Status s = to_status(st);
+    if (s.bytes % sizeof(E) != 0) {
+      (void)receive_matched(msg, st, nullptr);  // take it off the queue all the same
+      throw SerializationError("parx::mpi: a message of " + std::to_string(s.bytes) +
+                               " bytes is not a whole number of " + std::to_string(sizeof(E)) +
+                               "-byte elements");
+    }
+    T out;
+    out.resize(s.bytes / sizeof(E));
+    receive_matched_into(msg, out.data(), s.bytes);
+    if (status) *status = s;
+    return out;
+  } else {
+    const Bytes b = receive_matched(msg, st, status);
+    return decode<T>(std::span<const std::byte>(b.data(), b.size()));
+  }
+}
+
 }  // namespace detail
 
 // ---- Comm ---------------------------------------------------------------------------------------
@@ -291,19 +333,35 @@ class Comm {
   // ---- point-to-point, objects -------------------------------------------------------------
   template <detail::Object T>
   void send(const T& obj, int dest, int tag = 0) const {
-    const Bytes b = encode(obj);
-    send_bytes(b.data(), b.size(), dest, tag);
+    if constexpr (detail::RawObject<T>) {
+      send_bytes(obj.data(), obj.size() * sizeof(typename T::value_type), dest, tag);
+    } else {
+      const Bytes b = encode(obj);
+      send_bytes(b.data(), b.size(), dest, tag);
+    }
   }
   // Receives an object of type T from `source` (or any_source) with `tag` (or any_tag).
   template <class T>
   T recv(int source = MPI_ANY_SOURCE, int tag = MPI_ANY_TAG, Status* status = nullptr) const {
-    return decode_as<T>(recv_bytes(source, tag, status));
+    require();
+    MPI_Message msg;
+    MPI_Status st;
+    detail::check(MPI_Mprobe(source, tag, comm_, &msg, &st), "MPI_Mprobe");
+    return detail::receive_object<T>(msg, st, status);
   }
+  // The object is copied (or encoded) at once: `obj` may change or die before the send ends.
   template <detail::Object T>
   Request isend(const T& obj, int dest, int tag = 0) const {
-    auto b = std::make_shared<Bytes>(encode(obj));
-    MPI_Request r = isend_bytes(b->data(), b->size(), dest, tag);
-    return Request(r, std::move(b));
+    if constexpr (detail::RawObject<T>) {
+      auto keep = std::make_shared<const T>(obj);
+      MPI_Request r =
+          isend_bytes(keep->data(), keep->size() * sizeof(typename T::value_type), dest, tag);
+      return Request(r, std::move(keep));
+    } else {
+      auto b = std::make_shared<Bytes>(encode(obj));
+      MPI_Request r = isend_bytes(b->data(), b->size(), dest, tag);
+      return Request(r, std::move(b));
+    }
   }
   template <class T>
   RecvRequest<T> irecv(int source = MPI_ANY_SOURCE, int tag = MPI_ANY_TAG) const {
@@ -417,27 +475,27 @@ class Comm {
     using V = std::remove_const_t<T>;
     static_assert(std::is_same_v<V, U>, "parx::mpi: reduce needs in and out of one type");
     reduce_typed(in.data(), rank_ == root ? out.data() : nullptr, in.size(), out.size(),
-                 detail::arithmetic_type<V>(), Op::kind, root, 0);
+                 detail::arithmetic_type<V>(), Op::kind, root, detail::Reduction::to_root);
   }
   template <class T, std::size_t E, class U, std::size_t F, detail::StandardOp Op>
   void allreduce(std::span<T, E> in, std::span<U, F> out, Op) const {
     using V = std::remove_const_t<T>;
     static_assert(std::is_same_v<V, U>, "parx::mpi: allreduce needs in and out of one type");
     reduce_typed(in.data(), out.data(), in.size(), out.size(), detail::arithmetic_type<V>(),
-                 Op::kind, -1, 1);
+                 Op::kind, -1, detail::Reduction::all);
   }
   // In place: `inout` becomes the reduction over all ranks.
   template <class T, std::size_t E, detail::StandardOp Op>
   void allreduce(std::span<T, E> inout, Op) const {
     reduce_typed(nullptr, inout.data(), inout.size(), inout.size(), detail::arithmetic_type<T>(),
-                 Op::kind, -1, 1);
+                 Op::kind, -1, detail::Reduction::all);
   }
   template <class T, std::size_t E, class U, std::size_t F, detail::StandardOp Op>
   void scan(std::span<T, E> in, std::span<U, F> out, Op) const {
     using V = std::remove_const_t<T>;
     static_assert(std::is_same_v<V, U>, "parx::mpi: scan needs in and out of one type");
     reduce_typed(in.data(), out.data(), in.size(), out.size(), detail::arithmetic_type<V>(),
-                 Op::kind, -1, 2);
+                 Op::kind, -1, detail::Reduction::scan);
   }
 
  private:
@@ -446,7 +504,6 @@ class Comm {
   MPI_Request isend_bytes(const void* p, std::size_t n, int dest, int tag) const;
   Status recv_into(void* p, std::size_t n, int source, int tag) const;
   MPI_Request irecv_into(void* p, std::size_t n, int source, int tag) const;
-  Bytes recv_bytes(int source, int tag, Status* status) const;
   Status sendrecv_bytes(const void* out, std::size_t on, int dest, int sendtag, void* in,
                         std::size_t in_n, int source, int recvtag) const;
   void bcast_bytes(void* p, std::size_t n, int root) const;
@@ -461,9 +518,9 @@ class Comm {
   void gather_bytes(const void* send, std::size_t block, void* recv, int root) const;
   void allgather_bytes(const void* send, std::size_t block, void* recv) const;
   void alltoall_bytes(const void* send, void* recv, std::size_t block) const;
-  // mode 0: reduce to root; 1: allreduce; 2: scan. `in` null: in place.
+  // `in` null: in place.
   void reduce_typed(const void* in, void* out, std::size_t n, std::size_t out_n, MPI_Datatype t,
-                    detail::OpKind op, int root, int mode) const;
+                    detail::OpKind op, int root, detail::Reduction how) const;
 
   template <class T>
   static T decode_as(const Bytes& b) {
@@ -497,8 +554,7 @@ T RecvRequest<T>::wait(Status* status) {
   MPI_Message msg;
   MPI_Status st;
   detail::check(MPI_Mprobe(source_, tag_, comm_, &msg, &st), "MPI_Mprobe");
-  const Bytes b = detail::receive_matched(msg, st, status);
-  return decode<T>(std::span<const std::byte>(b.data(), b.size()));
+  return detail::receive_object<T>(msg, st, status);
 }
 
 template <class T>
@@ -508,20 +564,12 @@ std::optional<T> RecvRequest<T>::test(Status* status) {
   int flag = 0;
   detail::check(MPI_Improbe(source_, tag_, comm_, &flag, &msg, &st), "MPI_Improbe");
   if (!flag) return std::nullopt;
-  const Bytes b = detail::receive_matched(msg, st, status);
-  return decode<T>(std::span<const std::byte>(b.data(), b.size()));
+  return detail::receive_object<T>(msg, st, status);
 }
 
 template <detail::BufferElement T>
 std::vector<T> Comm::recv_vector(int source, int tag, Status* status) const {
-  const Bytes b = recv_bytes(source, tag, status);
-  if (b.size() % sizeof(T) != 0)
-    throw SerializationError("parx::mpi::Comm::recv_vector: a message of " +
-                             std::to_string(b.size()) + " bytes is not a whole number of " +
-                             std::to_string(sizeof(T)) + "-byte elements");
-  std::vector<T> out(b.size() / sizeof(T));
-  if (!b.empty()) std::memcpy(out.data(), b.data(), b.size());
-  return out;
+  return recv<std::vector<T>>(source, tag, status);
 }
 
 template <detail::Object T>
@@ -576,7 +624,7 @@ T Comm::reduce(const T& obj, Op op, int root) const {
   if constexpr (detail::StandardOp<Op> && std::is_arithmetic_v<T>) {
     T out{};
     reduce_typed(&obj, rank_ == root ? &out : nullptr, 1, 1, detail::arithmetic_type<T>(), Op::kind,
-                 root, 0);
+                 root, detail::Reduction::to_root);
     return out;
   } else {
     auto all = gather(obj, root);
@@ -590,7 +638,8 @@ template <detail::Object T, class Op>
 T Comm::allreduce(const T& obj, Op op) const {
   if constexpr (detail::StandardOp<Op> && std::is_arithmetic_v<T>) {
     T out{};
-    reduce_typed(&obj, &out, 1, 1, detail::arithmetic_type<T>(), Op::kind, -1, 1);
+    reduce_typed(&obj, &out, 1, 1, detail::arithmetic_type<T>(), Op::kind, -1,
+                 detail::Reduction::all);
     return out;
   } else {
     auto all = allgather(obj);  // every rank folds in the same order: the same result
@@ -603,7 +652,8 @@ template <detail::Object T, class Op>
 T Comm::scan(const T& obj, Op op) const {
   if constexpr (detail::StandardOp<Op> && std::is_arithmetic_v<T>) {
     T out{};
-    reduce_typed(&obj, &out, 1, 1, detail::arithmetic_type<T>(), Op::kind, -1, 2);
+    reduce_typed(&obj, &out, 1, 1, detail::arithmetic_type<T>(), Op::kind, -1,
+                 detail::Reduction::scan);
     return out;
   } else {
     auto all = allgather(obj);
