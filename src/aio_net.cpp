@@ -134,8 +134,7 @@ void TcpStream::queue(std::string_view text) {
 Task<void> TcpStream::flush(Duration timeout) {
   const Budget budget(timeout);
   while (!out_.empty()) {
-    sending_.swap(out_);  // queue() appends to the (empty) out_ while this is sent
-    out_.clear();
+    sending_.swap(out_);  // out_ is now the empty buffer queue() appends to while this is sent
     const Duration left = budget.left();
     try {
       co_await timed<std::size_t>(

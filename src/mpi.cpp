@@ -8,8 +8,6 @@
 #include <cstdio>
 #include <cstdlib>
 #include <exception>
-#include <limits>
-#include <numeric>
 
 #include "parx/detail/mpi_join.hpp"
 
@@ -643,7 +641,6 @@ void Comm::reduce_typed(const void* in, void* out, std::size_t n, std::size_t ou
     const void* src = in ? static_cast<const char*>(in) + off * es : MPI_IN_PLACE;
     void* dst = out ? static_cast<char*>(out) + off * es : nullptr;
     if (how == detail::Reduction::to_root) {
-      if (!in && rank_ != root) src = dst;  // in place: non-roots send their buffer
       detail::check(MPI_Reduce(src, dst, cnt, t, mop, root, comm_), "MPI_Reduce");
     } else if (how == detail::Reduction::all) {
       detail::check(MPI_Allreduce(src, dst, cnt, t, mop, comm_), "MPI_Allreduce");

@@ -624,6 +624,13 @@ TEST(Aio, QueuedWritesGoOutInOrderBeforeAnyWaitingRead) {
     (void)unit;
     EXPECT_EQ(n, big.size());
     EXPECT_EQ(s.queued(), 0u);
+
+    // A flush the peer never reads times out, and the stream drops what it could not send.
+    s.queue(std::string(64 << 20, 'w'));
+    const auto t0 = std::chrono::steady_clock::now();
+    EXPECT_THROW(co_await s.flush(50ms), parx::TimeoutError);
+    EXPECT_LT(elapsed_since(t0), 2s);
+    EXPECT_EQ(s.queued(), 0u);
   }());
 }
 

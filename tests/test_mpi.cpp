@@ -213,6 +213,14 @@ TEST(Mpi, MpiErrorsBecomeExceptionsWithMpisMessage) {
   std::vector<int> send(3), recv(3 * static_cast<std::size_t>(w.size()) + 1);
   EXPECT_THROW(w.allgather(std::span(send), std::span(recv)), parx::InvalidArgument);
   EXPECT_THROW(w.allreduce(std::span(send), std::span(recv), mpi::sum), parx::InvalidArgument);
+  std::vector<int> odd(static_cast<std::size_t>(w.size()) + 1);
+  EXPECT_THROW(w.alltoall(std::span(odd), std::span(odd)), parx::InvalidArgument);
+  // Buffer reductions need arithmetic elements; objects of other types reduce as objects.
+  std::vector<Particle> ps(2), qs(2);
+  EXPECT_THROW(w.allreduce(std::span(ps), std::span(qs), mpi::sum), parx::InvalidArgument);
+  // An object alltoall needs one item per rank.
+  EXPECT_THROW(w.alltoall(std::vector<int>(static_cast<std::size_t>(w.size()) + 1)),
+               parx::InvalidArgument);
   w.barrier();
 }
 

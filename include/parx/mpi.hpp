@@ -464,9 +464,12 @@ class Comm {
   // Block j of `send` goes to rank j; block i of `recv` comes from rank i.
   template <detail::BufferElement T, std::size_t E, detail::BufferElement U, std::size_t F>
   void alltoall(std::span<T, E> send, std::span<U, F> recv) const {
-    blocks("alltoall", send.size_bytes(), recv.size_bytes() / (size_ ? size_ : 1), true);
-    blocks("alltoall", recv.size_bytes(), send.size_bytes() / (size_ ? size_ : 1), true);
-    alltoall_bytes(send.data(), recv.data(), recv.size_bytes() / static_cast<std::size_t>(size_));
+    require();
+    // Blocks of whole elements: send.size() must divide by size(); recv holds as many bytes.
+    const std::size_t block = send.size() / static_cast<std::size_t>(size_) * sizeof(T);
+    blocks("alltoall", send.size_bytes(), block, true);
+    blocks("alltoall", recv.size_bytes(), block, true);
+    alltoall_bytes(send.data(), recv.data(), block);
   }
   // Element-wise reductions with a standard operator, on arithmetic elements. `out` matters on
   // root only (reduce); in and out have the same length.

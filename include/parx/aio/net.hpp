@@ -20,8 +20,8 @@
 //
 // Example
 //   parx::aio::Task<void> serve(parx::aio::TcpStream s) {
-//     while (auto line = co_await s.read_line()) s.queue(*line + "\n");   // sent before the next
-//     wait
+//     // Each answer is queued, and sent when the next read_line has to wait.
+//     while (auto line = co_await s.read_line()) s.queue(*line + "\n");
 //   }
 //   parx::aio::Task<void> server() {
 //     auto l = parx::aio::TcpListener::bind("127.0.0.1", 0);

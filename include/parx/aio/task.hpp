@@ -515,7 +515,8 @@ Task<T> wait_for(Task<T> t, std::chrono::duration<Rep, Period> d) {
 // As wait_for, with a deadline.
 template <class T>
 Task<T> wait_until(Task<T> t, std::chrono::steady_clock::time_point deadline) {
-  const auto d = deadline - std::chrono::steady_clock::now();
+  const auto d = std::max(std::chrono::steady_clock::duration::zero(),
+                          deadline - std::chrono::steady_clock::now());
   return detail::wait_timed(std::move(t), d, "wait_until", d);
 }
 
