@@ -6,6 +6,7 @@ set -euo pipefail
 packages=(
   g++ cmake ninja-build ccache pkg-config   # toolchain
   libxxhash-dev                             # frame checksums of the process-pool channel
+  libzstd-dev                               # ClusterPool: compression of large messages
   libasio-dev                               # parx::aio (standalone Asio, header-only)
   libopenmpi-dev openmpi-bin                # parx::mpi and the ClusterPool (MPICH also works)
   libgtest-dev libgmock-dev                 # tests

@@ -3,12 +3,14 @@
 //   Future, Promise, when_all, when_any, as_completed, wait: future.hpp, when.hpp
 //   ThreadPool, TaskGroup: thread_pool.hpp, task_group.hpp
 //   ProcessPool, PARX_REMOTE, the codec: process_pool.hpp, remote.hpp, codec.hpp
+//   ClusterPool (every core of every MPI rank): cluster_pool.hpp; mpi::Comm: mpi.hpp (separate)
 //   init, Process and the ipc primitives: init.hpp, process.hpp, queue.hpp, pipe.hpp, ...
 //   range, generate, MapOptions, Executor: range.hpp, executor.hpp
 //   observe::subscribe: observe/events.hpp; Error and its family: errors.hpp
 #pragma once
 
 #include "parx/barrier.hpp"
+#include "parx/cluster_pool.hpp"
 #include "parx/codec.hpp"
 #include "parx/condition.hpp"
 #include "parx/errors.hpp"

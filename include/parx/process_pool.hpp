@@ -96,6 +96,7 @@ RemoteCall remote_call(R (*fn)(P...), A&&... args) {
 namespace detail {
 
 class ProcessPoolImpl;
+class ClusterServer;
 
 template <class T>
 inline constexpr bool always_false_v = false;
@@ -382,6 +383,7 @@ class ProcessPool {
   }
 
  private:
+  friend class detail::ClusterServer;  // runs jobs a ClusterPool rank receives
   void enqueue(FunctionId fn, Bytes payload, std::vector<detail::PoolItem> items,
                std::unique_ptr<detail::PoolSink> sink);
   // Queues a batch job: `payload` holds 32 bytes for the pool, then n packed arguments.

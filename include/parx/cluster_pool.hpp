@@ -1,0 +1,299 @@
+// parx/cluster_pool.hpp — ClusterPool: the pool of every core of every rank of an MPI job
+// (mpi4py.futures' MPICommExecutor and Ray's task pool, in C++), with the ThreadPool's interface.
+//
+// Start the program under a launcher (`parx run -n 8 ./sweep`, or mpiexec); every rank constructs
+// the pool at the same point of the program. Rank 0 is the driver: its constructor returns at
+// once and it submits and maps. Every other rank serves inside its constructor, running the tasks
+// rank 0 sends it, and the constructor returns when the driver shuts the pool down (or, with
+// Options::driver_only, ends the program there, so code after the constructor runs on rank 0
+// only). Without a launcher the pool is the local machine alone: the same program runs unchanged.
+//
+// Contract
+//   * parx::init(argc, argv) must be the first line of main (it joins the MPI job).
+//   * Construction is collective over MPI_COMM_WORLD: every rank constructs, in the same order
+//     relative to other collective calls. The pool talks on its own duplicate of the world
+//     communicator, so the program's own messages never mix with it.
+//   * Functions cross ranks by name: register each with PARX_REMOTE (remote.hpp), as for the
+//     ProcessPool. A lambda is a compile-time error; an unregistered function throws parx::Error
+//     naming it, at the call. At construction every rank checks that it has the same registered
+//     functions as the driver (the same program); a rank that differs is a parx::Error.
+//   * `submit`, `map`, `starmap`, lazy `imap`/`imap_unordered` take the same MapOptions as the
+//     local pools. Ranks pull work: the driver sends a rank a chunk when one of its slots frees,
+//     chunk sizes adapt to the measured task time (MapOptions::target_chunk_us, default 20 ms),
+//     the tail of a sized input is split so no rank straggles, and lazy inputs are read only as
+//     far as MapOptions::max_in_flight allows.
+//   * Each serving rank runs tasks on its share of its host's cores (Options::workers_per_rank),
+//     in threads, or with Options::processes in its own ProcessPool: a task that crashes kills a
+//     worker process, not the rank, and fails with WorkerCrashed (or is retried per
+//     Options::process). The driver serves too unless Options::driver_runs_tasks is false.
+//   * A task that throws fails with parx::TaskError naming the function, the task index, the host,
+//     the rank, the pid and the throw site's stack trace.
+//   * Arguments and results of 1 MiB or more crossing hosts are compressed with zstd when that
+//     pays (Options::compression).
+//   * Losing a whole rank aborts the MPI job (MPI's model): the launcher ends every rank, and each
+//     rank on the lost rank's host prints which rank it lost.
+//   * `shutdown(wait, cancel_pending)`: no new work; with cancel_pending, chunks not yet sent end
+//     Cancelled; with wait, returns once every sent chunk has come back and the serving ranks are
+//     released. The destructor is shutdown(true, false). On a serving rank, the executor calls
+//     throw parx::InvalidState.
+//
+// Thread-safety: every member function may be called from any thread of the driver.
+//
+// Example
+//   double simulate(int seed);
+//   PARX_REMOTE(simulate);
+//   int main(int argc, char** argv) {
+//     parx::init(argc, argv);
+//     parx::ClusterPool pool;                // rank 0 drives; the other ranks serve in here
+//     if (pool.is_driver()) {
+//       std::vector<double> ys = pool.map(simulate, parx::range(100'000));
+//       std::cout << pool.workers() << " workers on " << pool.ranks().size() << " ranks\n";
+//     }
+//   }
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "parx/process_pool.hpp"
+
+namespace parx {
+
+namespace detail {
+class ClusterImpl;
+}
+
+class ClusterPool {
+ public:
+  // When arguments and results of at least Options::compress_min_bytes are compressed (zstd).
+  enum class Compression {
+    automatic,  // crossing hosts, when a sample of the data compresses to under 90 %
+    always,     // every large message, also between ranks of one host
+    never,
+  };
+
+  struct Options {
+    // Task slots per serving rank. 0 (default): the host's cores divided among the job's ranks
+    // on that host (at least 1), so a job of one rank per core, or one rank per host, both use
+    // every core once.
+    std::size_t workers_per_rank = 0;
+    // Run each rank's tasks in its own ProcessPool (crash isolation, per-task timeouts, retries,
+    // memory ceilings) instead of threads.
+    bool processes = false;
+    // Options of those process pools (`workers` is ignored: workers_per_rank decides).
+    ProcessPool::Options process;
+    // The driver (rank 0) also runs tasks on its slots. Always true when the job has one rank.
+    bool driver_runs_tasks = true;
+    // Serving ranks end the program (exit status 0) once the driver shuts the pool down, instead
+    // of returning from the constructor: the rest of main runs on the driver only.
+    bool driver_only = false;
+    Compression compression = Compression::automatic;
+    std::size_t compress_min_bytes = std::size_t{1} << 20;
+    // How long an idle communication thread keeps polling before it starts to sleep between
+    // polls. Negative (default): PARX_SPIN_US, else 200 µs.
+    std::chrono::microseconds spin{-1};
+  };
+
+  // One rank of the pool, as the driver sees it.
+  struct Rank {
+    int rank = 0;
+    std::string host;
+    std::int64_t pid = 0;
+    std::size_t workers = 0;   // task slots (0: the driver when it does not run tasks)
+    std::uint64_t tasks = 0;   // items it completed (value or exception)
+    std::uint64_t chunks = 0;  // chunks it ran
+    double busy_seconds = 0;   // summed run time of its chunks, as it measured them
+  };
+
+  struct Stats {
+    std::uint64_t tasks = 0;           // items completed
+    std::uint64_t failed = 0;          // items that ended with an exception
+    std::uint64_t chunks = 0;          // chunks sent
+    std::uint64_t bytes_sent = 0;      // job messages, as sent (after compression)
+    std::uint64_t bytes_received = 0;  // result messages, as received
+    std::uint64_t compressed = 0;      // messages sent or received compressed
+    std::uint64_t bytes_saved = 0;     // bytes compression kept off the network
+  };
+
+  ClusterPool();
+  explicit ClusterPool(Options opts);
+  ~ClusterPool();
+  ClusterPool(const ClusterPool&) = delete;
+  ClusterPool& operator=(const ClusterPool&) = delete;
+
+  // True on rank 0 (and when the program runs without a launcher).
+  bool is_driver() const noexcept { return driver_; }
+  // This process's rank and the job's size (0 and 1 without a launcher).
+  int rank() const noexcept { return rank_; }
+  int size() const noexcept { return size_; }
+  // Task slots over every rank that runs tasks.
+  std::size_t workers() const noexcept { return workers_; }
+  // Every rank of the pool with its counters (driver only; counters as of the call).
+  std::vector<Rank> ranks() const;
+  Stats stats() const;
+  bool is_shutdown() const noexcept;
+
+  // Runs registered `fn(args...)` on some rank.
+  template <class R, class... P, class... A>
+  Future<R> submit(R (*fn)(P...), A&&... args);
+  template <class F, class... A>
+  requires(!detail::is_function_pointer_v<std::decay_t<F>>) Future<int> submit(F&&, A&&...) {
+    static_assert(detail::always_false_v<F>,
+                  "parx::ClusterPool runs functions registered with PARX_REMOTE: a lambda, functor "
+                  "or std::function cannot cross to another rank. Write a function, add "
+                  "PARX_REMOTE(name) after it, and pass the function");
+    return {};
+  }
+  template <class F, std::ranges::input_range R>
+  auto map(F&& f, R&& inputs, const MapOptions& opts = {});
+  template <class F, std::ranges::input_range R>
+  auto starmap(F&& f, R&& inputs, const MapOptions& opts = {});
+  // Lazy ordered map (opts.ordered = false: completion order). An lvalue input is referenced:
+  // keep it alive while iterating.
+  template <class F, std::ranges::input_range R>
+  auto imap(F&& f, R&& inputs, const MapOptions& opts = {});
+  template <class F, std::ranges::input_range R>
+  auto imap_unordered(F&& f, R&& inputs, const MapOptions& opts = {}) {
+    MapOptions o = opts;
+    o.ordered = false;
+    return imap(std::forward<F>(f), std::forward<R>(inputs), o);
+  }
+
+  void shutdown(bool wait = true, bool cancel_pending = false);
+
+  // Internal (the lazy map engine): runs a chunk of items, one outcome per item.
+  template <class R, class F, class In>
+  Future<detail::ChunkResult<R>> submit_chunk(const F& f, std::vector<In>&& items,
+                                              std::size_t first_index);
+
+ private:
+  void require_driver(const char* what) const;
+  // Queues a job: `payload` is a ProcessPool job payload (prefix filled in here).
+  void enqueue(FunctionId fn, Bytes payload, std::size_t n, std::int64_t first_index, bool batch,
+               std::unique_ptr<detail::PoolSink> sink);
+  template <class F>
+  static FunctionId checked_id(const F& f);
+
+  std::unique_ptr<detail::ClusterImpl> impl_;
+  bool driver_ = true;
+  int rank_ = 0;
+  int size_ = 1;
+  std::size_t workers_ = 0;
+};
+
+// ---- implementation ---------------------------------------------------------------------------
+
+template <class F>
+FunctionId ClusterPool::checked_id(const F& f) {
+  if constexpr (detail::is_star_call<F>::value) {
+    return remote_id(f.fn);
+  } else {
+    static_assert(detail::is_function_pointer_v<std::decay_t<F>>,
+                  "parx::ClusterPool runs functions registered with PARX_REMOTE: a lambda, functor "
+                  "or std::function cannot cross to another rank. Write a function, add "
+                  "PARX_REMOTE(name) after it, and pass the function");
+    return remote_id(f);
+  }
+}
+
+template <class R, class... P, class... A>
+Future<R> ClusterPool::submit(R (*fn)(P...), A&&... args) {
+  require_driver("submit");
+  const FunctionId id = remote_id(fn);  // throws, naming fn, if it is not registered
+  detail::PoolJobBuilder b(1);
+  encode_call(b.begin_item(-1), fn, std::forward<A>(args)...);
+  b.end_item();
+  detail::Ref<detail::State<R>> st(new detail::State<R>());
+  auto fut = detail::make_future<R>(detail::Ref<detail::State<R>>(st.get(), false));
+  enqueue(id, b.take_payload(), 1, -1, false,
+          std::make_unique<detail::SubmitSink<R>>(std::move(st)));
+  return fut;
+}
+
+template <class R, class F, class In>
+Future<detail::ChunkResult<R>> ClusterPool::submit_chunk(const F& f, std::vector<In>&& items,
+                                                         std::size_t first_index) {
+  const FunctionId id = checked_id(f);
+  using CR = detail::ChunkResult<R>;
+  detail::Ref<detail::State<CR>> st(new detail::State<CR>());
+  auto fut = detail::make_future<CR>(detail::Ref<detail::State<CR>>(st.get(), false));
+  constexpr bool batch = detail::batch_traits<F, In>::value;
+  auto sink = std::make_unique<detail::ChunkSink<R>>(std::move(st), items.size(), batch);
+  if constexpr (batch) {
+    using Arg = typename detail::batch_traits<F, In>::Arg;
+    Bytes payload(32 + items.size() * sizeof(Arg));
+    std::byte* out = payload.data() + 32;
+    if constexpr (std::is_same_v<In, Arg>) {
+      std::memcpy(out, items.data(), items.size() * sizeof(Arg));
+    } else {
+      for (std::size_t i = 0; i < items.size(); ++i) {
+        const Arg a(items[i]);
+        std::memcpy(out + i * sizeof(Arg), &a, sizeof(Arg));
+      }
+    }
+    enqueue(id, std::move(payload), items.size(), static_cast<std::int64_t>(first_index), true,
+            std::move(sink));
+    return fut;
+  }
+  detail::PoolJobBuilder b(items.size());
+  for (std::size_t i = 0; i < items.size(); ++i) {
+    Encoder& e = b.begin_item(static_cast<std::int64_t>(first_index + i));
+    if constexpr (detail::is_star_call<F>::value) {
+      std::apply([&](auto&... xs) { encode_call(e, f.fn, xs...); }, items[i]);
+    } else {
+      encode_call(e, f, items[i]);
+    }
+    b.end_item();
+  }
+  enqueue(id, b.take_payload(), items.size(), static_cast<std::int64_t>(first_index), false,
+          std::move(sink));
+  return fut;
+}
+
+template <class F, std::ranges::input_range Rg>
+auto ClusterPool::imap(F&& f, Rg&& inputs, const MapOptions& opts) {
+  require_driver("imap");
+  using View = std::views::all_t<Rg>;
+  using Fn = std::decay_t<F>;
+  (void)checked_id(f);  // an unregistered function fails here, not on a rank
+  using Stream = detail::MapStream<ClusterPool, View, Fn>;
+  auto fn = std::make_shared<Fn>(std::forward<F>(f));
+  return MapRange<Stream>(std::make_unique<Stream>(*this, std::views::all(std::forward<Rg>(inputs)),
+                                                   std::move(fn), opts, 20'000, 1 << 17));
+}
+
+template <class F, std::ranges::input_range Rg>
+auto ClusterPool::map(F&& f, Rg&& inputs, const MapOptions& opts) {
+  using In = std::ranges::range_reference_t<Rg>;
+  using R = std::invoke_result_t<std::decay_t<F>&, In>;
+  MapOptions o = opts;
+  o.ordered = true;
+  std::size_t n = 0;
+  if constexpr (std::ranges::sized_range<Rg>)
+    n = static_cast<std::size_t>(std::ranges::size(inputs));
+  auto stream = imap(std::forward<F>(f), std::forward<Rg>(inputs), o);
+  if constexpr (std::is_void_v<R>) {
+    while (stream.next()) {
+    }
+  } else {
+    std::vector<R> out;
+    out.reserve(n);
+    stream.append_to(out);
+    return out;
+  }
+}
+
+template <class F, std::ranges::input_range Rg>
+auto ClusterPool::starmap(F&& f, Rg&& inputs, const MapOptions& opts) {
+  static_assert(detail::is_function_pointer_v<std::decay_t<F>>,
+                "parx::ClusterPool::starmap needs a function registered with PARX_REMOTE");
+  return map(detail::StarCall<std::decay_t<F>>{f}, std::forward<Rg>(inputs), opts);
+}
+
+static_assert(Executor<ClusterPool>);
+
+}  // namespace parx
