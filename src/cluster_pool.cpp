@@ -458,6 +458,18 @@ class ClusterServer {
 
 // ---- the pool -----------------------------------------------------------------------------------
 
+// Losing a rank: the launcher ends every other rank with SIGTERM. Each rank of a pool then says
+// which ranks of its own host are gone before it ends (ranks on other hosts cannot be checked
+// from here; the launcher's own message names them). Everything is prepared beforehand: the
+// handler only calls kill(pid, 0), write, nanosleep, sigaction and raise.
+struct LostRankWatch {
+  std::vector<pid_t> pids;        // ranks on this host, except this one
+  std::vector<std::string> gone;  // the line printed when pids[i] no longer exists
+  std::string none;               // the line printed when every local rank is still there
+  struct sigaction previous {};
+};
+std::atomic<LostRankWatch*> g_watch{nullptr};  // the pool that reports lost ranks
+
 struct ClusterJob {
   std::uint64_t id = 0;
   FunctionId fn = 0;
@@ -475,7 +487,14 @@ struct ClusterJob {
 class ClusterImpl {
  public:
   ClusterImpl(const ClusterPool::Options& o, ClusterPool& owner);
-  ~ClusterImpl() { shutdown(true, false); }
+  ~ClusterImpl() {
+    shutdown(true, false);
+    if (watch_) {
+      LostRankWatch* w = watch_.get();
+      if (g_watch.compare_exchange_strong(w, nullptr))
+        sigaction(SIGTERM, &watch_->previous, nullptr);
+    }
+  }
 
   bool driver() const noexcept { return rank_ == 0; }
   std::size_t workers() const noexcept { return workers_; }
@@ -510,6 +529,8 @@ class ClusterImpl {
   };
 
   void comm_loop();
+  template <class Hello>
+  void watch_lost_ranks(const std::vector<Hello>& hello);
   void wake() {
     {
       std::lock_guard lk(mu_);
@@ -564,6 +585,7 @@ class ClusterImpl {
   std::uint64_t next_job_ = 1;
 
   std::thread thread_;
+  std::unique_ptr<LostRankWatch> watch_;
 };
 
 namespace {
@@ -579,6 +601,29 @@ std::uint64_t registry_fingerprint() {
     h *= 0x100000001b3ull;
   }
   return h;
+}
+
+
+void on_terminate(int sig) {
+  const int saved = errno;
+  LostRankWatch* w = g_watch.exchange(nullptr);
+  if (w) {
+    bool found = false;
+    for (std::size_t i = 0; i < w->pids.size(); ++i)
+      if (kill(w->pids[i], 0) != 0 && errno == ESRCH) {
+        found = true;
+        (void)!write(STDERR_FILENO, w->gone[i].data(), w->gone[i].size());
+      }
+    if (!found) (void)!write(STDERR_FILENO, w->none.data(), w->none.size());
+    // Stay alive a moment, so the other survivors checking now do not take this rank for lost.
+    timespec ts{0, 200'000'000};
+    nanosleep(&ts, nullptr);
+    sigaction(SIGTERM, &w->previous, nullptr);
+  } else {
+    signal(SIGTERM, SIG_DFL);
+  }
+  errno = saved;
+  raise(sig);
 }
 
 std::int64_t spin_from_env(std::chrono::microseconds opt, std::int64_t dflt_ns) {
@@ -641,6 +686,7 @@ ClusterImpl::ClusterImpl(const ClusterPool::Options& o, ClusterPool&) : opts_(o)
     ranks_[r].pid = pid;
     ranks_[r].workers = s;
   }
+  if (comm_ && size_ > 1) watch_lost_ranks(hello);
   if (slots_[rank_] > 0) {
     if (driver()) {
       server_ = std::make_unique<ClusterServer>(o, slots_[rank_], rank_, host_,
@@ -669,6 +715,28 @@ ClusterImpl::ClusterImpl(const ClusterPool::Options& o, ClusterPool&) : opts_(o)
       observe::emit({observe::EventKind::WorkerStarted, exec_id_, "cluster", 0, r});
     thread_ = std::thread([this] { comm_loop(); });
   }
+}
+
+template <class Hello>
+void ClusterImpl::watch_lost_ranks(const std::vector<Hello>& hello) {
+  auto w = std::make_unique<LostRankWatch>();
+  const std::string me = "parx: rank " + std::to_string(rank_) + " of " + std::to_string(size_) +
+                         " on " + host_ + ": the launcher is ending the MPI job";
+  for (int r = 0; r < size_; ++r) {
+    if (r == rank_ || std::get<0>(hello[r]) != host_) continue;
+    const auto pid = static_cast<pid_t>(std::get<1>(hello[r]));
+    w->pids.push_back(pid);
+    w->gone.push_back(me + ": rank " + std::to_string(r) + " (pid " + std::to_string(pid) +
+                      ") on this host was lost (a lost rank aborts the job)\n");
+  }
+  w->none = me + " (no rank on this host was lost: a rank on another host, or a cancelled job)\n";
+  LostRankWatch* expected = nullptr;
+  if (!g_watch.compare_exchange_strong(expected, w.get())) return;  // an older pool watches
+  struct sigaction sa {};
+  sa.sa_handler = on_terminate;
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGTERM, &sa, &w->previous);
+  watch_ = std::move(w);
 }
 
 void ClusterImpl::enqueue(std::unique_ptr<ClusterJob> j) {
