@@ -9,6 +9,7 @@ packages=(
   libzstd-dev                               # ClusterPool: compression of large messages
   libasio-dev                               # parx::aio (standalone Asio, header-only)
   libopenmpi-dev openmpi-bin                # parx::mpi and the ClusterPool (MPICH also works)
+  libcli11-dev                              # the parx command's options
   libgtest-dev libgmock-dev                 # tests
   libbenchmark-dev libtbb-dev libcereal-dev # benchmark peers (oneTBB, cereal, Boost.Interprocess),
   libboost-dev                              # not dependencies of parx itself
