@@ -375,47 +375,54 @@ class ClusterServer {
  public:
   // `done(body, trailer)` receives each finished job's result, from any thread.
   using Done = std::function<void(Bytes, Trailer)>;
+  // `caller_runs`: in thread mode, the caller runs jobs itself through execute() (a serving
+  // rank's own threads); otherwise run() hands them to a ThreadPool of `slots` threads.
   ClusterServer(const ClusterPool::Options& o, std::size_t slots, int rank, std::string host,
-                Done done)
+                Done done, bool caller_runs = false)
       : rank_(rank), host_(std::move(host)), done_(std::move(done)) {
     if (o.processes) {
       ProcessPool::Options po = o.process;
       po.workers = slots;
       procs_.emplace(po);
-    } else {
+    } else if (!caller_runs) {
       threads_.emplace(slots);
     }
   }
 
-  // Runs the job whose (decompressed) payload is `payload`.
+  // Runs a job in this thread (thread mode) and hands its result to `done`.
+  void execute(std::span<const std::byte> p, const Trailer& t) {
+    Trailer r{};
+    r.kind = kKindResult;
+    r.flags = t.flags & kFlagBatch;
+    r.rank = rank_;
+    r.job = t.job;
+    r.n = t.n;
+    r.fn = t.fn;
+    r.result_size = t.result_size;
+    Bytes body;
+    std::int64_t elapsed = 0;
+    try {
+      body = run_items(p, t, rank_, host_, elapsed);
+    } catch (...) {  // an unreadable job: every item fails with the reason
+      Encoder out(256), err(64);
+      for (std::size_t k = 0; k < t.n; ++k) {
+        err.clear();
+        put_error(err, std::current_exception(), t.number + static_cast<std::int64_t>(k), "", rank_,
+                  host_);
+        put_record(out, 1, k, std::span<const std::byte>(err.data(), err.size()), 0);
+      }
+      if (t.flags & kFlagBatch) r.flags = 0;
+      body = out.take();
+    }
+    r.number = elapsed;
+    done_(std::move(body), r);
+  }
+
+  // Runs the job whose (decompressed) payload is `payload`, in the pool's threads or processes.
   void run(Bytes payload, const Trailer& t) {
     if (threads_) {
       (void)threads_->submit([this, p = std::move(payload), t]() mutable {
-        Trailer r{};
-        r.kind = kKindResult;
-        r.flags = t.flags & kFlagBatch;
-        r.rank = rank_;
-        r.job = t.job;
-        r.n = t.n;
-        r.fn = t.fn;
-        r.result_size = t.result_size;
-        Bytes body;
-        std::int64_t elapsed = 0;
-        try {
-          body = run_items(p, t, rank_, host_, elapsed);
-        } catch (...) {  // an unreadable job: every item fails with the reason
-          Encoder out(256), err(64);
-          for (std::size_t k = 0; k < t.n; ++k) {
-            err.clear();
-            put_error(err, std::current_exception(), t.number + static_cast<std::int64_t>(k), "",
-                      rank_, host_);
-            put_record(out, 1, k, std::span<const std::byte>(err.data(), err.size()), 0);
-          }
-          if (t.flags & kFlagBatch) r.flags = 0;
-          body = out.take();
-        }
-        r.number = elapsed;
-        done_(std::move(body), r);
+        execute(std::span<const std::byte>(p), t);
       });
       return;
     }
@@ -544,6 +551,10 @@ class ClusterImpl {
   bool compress_for(int dest, const Bytes& body) const;
   void send_job(ClusterJob& j);
   void handle_result(Bytes msg, Trailer t, bool local);
+  // Serving rank.
+  void serve_loop(bool caller_runs);
+  void send_result(Bytes body, const Trailer& t);
+  void reap_sends(bool all);
   void fail_rank_jobs(int rank, const std::string& why);
 
   ClusterPool::Options opts_;
@@ -571,7 +582,6 @@ class ClusterImpl {
   bool stopped_ = false;  // the comm thread has released the ranks
   std::deque<std::unique_ptr<ClusterJob>> queue_;
   std::deque<Local> inbox_;
-  std::deque<std::pair<Bytes, Trailer>> outbox_;  // serving rank: results to send
   std::vector<ClusterPool::Rank> ranks_;
   ClusterPool::Stats stats_;
 
@@ -586,6 +596,13 @@ class ClusterImpl {
 
   std::thread thread_;
   std::unique_ptr<LostRankWatch> watch_;
+
+  // Serving rank: who polls, and the results on their way.
+  std::mutex poll_mu_;
+  std::condition_variable poll_cv_;
+  bool polling_ = false;
+  bool served_ = false;
+  std::mutex send_mu_;
 };
 
 namespace {
@@ -602,7 +619,6 @@ std::uint64_t registry_fingerprint() {
   }
   return h;
 }
-
 
 void on_terminate(int sig) {
   const int saved = errno;
@@ -650,6 +666,11 @@ ClusterImpl::ClusterImpl(const ClusterPool::Options& o, ClusterPool&) : opts_(o)
   std::vector<Hello> hello;
   const Hello mine{host_, static_cast<std::int64_t>(getpid()), cores, registry_fingerprint()};
   if (mpi::launched()) {
+    if (mpi::thread_level() < MPI_THREAD_MULTIPLE)
+      throw Error(
+          "parx::ClusterPool needs MPI_THREAD_MULTIPLE, and this MPI library granted "
+          "only level " +
+          std::to_string(mpi::thread_level()) + " (build the MPI library with thread support)");
     comm_.emplace(mpi::world().dup());
     rank_ = comm_->rank();
     size_ = comm_->size();
@@ -699,15 +720,9 @@ ClusterImpl::ClusterImpl(const ClusterPool::Options& o, ClusterPool&) : opts_(o)
                                                   cv_.notify_one();
                                                 });
     } else {
-      server_ = std::make_unique<ClusterServer>(o, slots_[rank_], rank_, host_,
-                                                [this](Bytes body, Trailer t) {
-                                                  {
-                                                    std::lock_guard lk(mu_);
-                                                    outbox_.emplace_back(std::move(body), t);
-                                                    wake_ = true;
-                                                  }
-                                                  cv_.notify_one();
-                                                });
+      server_ = std::make_unique<ClusterServer>(
+          o, slots_[rank_], rank_, host_,
+          [this](Bytes body, Trailer t) { send_result(std::move(body), t); }, true);
     }
   }
   if (driver()) {
@@ -1092,16 +1107,78 @@ void ClusterImpl::comm_loop() {
   stopped_ = true;
 }
 
+void ClusterImpl::send_result(Bytes body, const Trailer& t) {
+  auto buf = std::make_shared<Bytes>(std::move(body));
+  seal(*buf, t, compress_for(0, *buf));
+  std::lock_guard lk(send_mu_);
+  sending_.push_back({comm_->isend(std::span<const std::byte>(*buf), 0, kTagResult), buf});
+}
+
+void ClusterImpl::reap_sends(bool all) {
+  std::unique_lock lk(send_mu_, std::defer_lock);
+  if (all) {
+    lk.lock();
+  } else if (!lk.try_lock()) {
+    return;
+  }
+  for (std::size_t i = 0; i < sending_.size();) {
+    if (all) sending_[i].req.wait();
+    if (sending_[i].req.done() || sending_[i].req.test()) {
+      sending_[i] = std::move(sending_.back());
+      sending_.pop_back();
+    } else {
+      ++i;
+    }
+  }
+}
+
+// A serving rank: its task threads take turns at polling MPI (leader/followers). The poller
+// receives a job and, in thread mode, runs it itself while another idle thread takes over the
+// polling; results go straight from the thread that made them. No job changes threads on its
+// way, so a round trip costs two MPI messages and no hand-offs.
 void ClusterImpl::serve() {
-  last_active_ = now_ns();
-  bool stop = false;
-  std::vector<Sending> sending;
-  while (!stop) {
-    bool progressed = false;
-    while (auto st = comm_->iprobe(0)) {
+  const bool caller_runs = server_ && !opts_.processes;
+  const std::size_t threads = caller_runs ? slots_[rank_] : 1;
+  std::vector<std::thread> helpers;
+  for (std::size_t i = 1; i < threads; ++i)
+    helpers.emplace_back([this, caller_runs] { serve_loop(caller_runs); });
+  serve_loop(caller_runs);
+  for (auto& h : helpers)
+    h.join();
+  if (server_) server_->shutdown();
+  reap_sends(true);
+  // Results produced after the stop would have no reader: the driver only stops once every
+  // chunk it sent has come back, so there are none.
+}
+
+void ClusterImpl::serve_loop(bool caller_runs) {
+  for (;;) {
+    {
+      std::unique_lock lk(poll_mu_);
+      poll_cv_.wait(lk, [this] { return !polling_ || served_; });
+      if (served_) return;
+      polling_ = true;
+    }
+    std::optional<std::pair<Bytes, Trailer>> job;
+    bool stop = false;
+    std::int64_t last = now_ns(), backoff = 0;
+    while (!job && !stop) {
+      auto st = comm_->iprobe(0);
+      if (!st) {
+        reap_sends(false);
+        const std::int64_t now = now_ns();
+        if (now - last < spin_ns_) {
+          sched_yield();
+        } else {
+          backoff = std::clamp<std::int64_t>(backoff * 2, 20'000, 1'000'000);
+          std::this_thread::sleep_for(std::chrono::nanoseconds(backoff));
+        }
+        continue;
+      }
       Bytes msg(st->bytes);
       comm_->recv(std::span<std::byte>(msg), 0, st->tag);
-      progressed = true;
+      last = now_ns();
+      backoff = 0;
       if (st->tag == kTagStop) {
         stop = true;
         break;
@@ -1111,42 +1188,32 @@ void ClusterImpl::serve() {
           throw SerializationError("unexpected tag " + std::to_string(st->tag));
         const Trailer t = read_trailer(msg, kKindJob, 0);
         if (!server_) throw SerializationError("a job for a rank that runs no tasks");
-        server_->run(take_body(std::move(msg), t, 0), t);
+        Bytes body = take_body(std::move(msg), t, 0);
+        if (caller_runs)
+          job.emplace(std::move(body), t);
+        else
+          server_->run(std::move(body), t);  // the rank's ProcessPool; keep polling
       } catch (const std::exception& e) {
         const std::string why = e.what();
         auto buf =
             std::make_shared<Bytes>(reinterpret_cast<const std::byte*>(why.data()),
                                     reinterpret_cast<const std::byte*>(why.data()) + why.size());
-        sending.push_back({comm_->isend(std::span<const std::byte>(*buf), 0, kTagRefused), buf});
+        std::lock_guard lk(send_mu_);
+        sending_.push_back({comm_->isend(std::span<const std::byte>(*buf), 0, kTagRefused), buf});
       }
     }
-    std::deque<std::pair<Bytes, Trailer>> out;
     {
-      std::lock_guard lk(mu_);
-      out.swap(outbox_);
-      wake_ = false;
+      std::lock_guard lk(poll_mu_);
+      polling_ = false;
+      if (stop) served_ = true;
     }
-    for (auto& [body, t] : out) {
-      auto buf = std::make_shared<Bytes>(std::move(body));
-      seal(*buf, t, compress_for(0, *buf));
-      sending.push_back({comm_->isend(std::span<const std::byte>(*buf), 0, kTagResult), buf});
-      progressed = true;
+    if (stop) {
+      poll_cv_.notify_all();
+      return;
     }
-    for (std::size_t i = 0; i < sending.size();) {
-      if (sending[i].req.test()) {
-        sending[i] = std::move(sending.back());
-        sending.pop_back();
-      } else {
-        ++i;
-      }
-    }
-    if (!stop) idle(progressed);
+    poll_cv_.notify_one();  // an idle thread takes over the polling
+    server_->execute(std::span<const std::byte>(job->first), job->second);
   }
-  if (server_) server_->shutdown();
-  for (auto& s : sending)
-    s.req.wait();
-  // Results produced after the stop would have no reader: the driver only stops once every
-  // chunk it sent has come back, so there are none.
 }
 
 }  // namespace detail

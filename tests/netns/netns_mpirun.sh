@@ -11,6 +11,7 @@
 #              PARX_NETNS_TIMEOUT=SECONDS     mpirun --timeout (the job is killed after it)
 #              PARX_NETNS_MPIRUN_ARGS="..."   extra mpirun arguments (split on spaces)
 #              PARX_NETNS_VERBOSE=1           print the network set-up and the mpirun line
+#              PARX_NETNS_RATE=1gbit          limit each host's outgoing rate (tc tbf)
 # Exit status: mpirun's; 77 (CTest skip) when namespaces cannot be made; 2 on bad usage.
 # shellcheck disable=SC2016,SC2317  # sh -c scripts in single quotes; cleanup runs from a trap
 set -u
@@ -122,6 +123,11 @@ for ((i = 1; i <= k; i++)); do
   ip -n "$h" link set lo up || fail "lo in $h"
   ip -n "$h" addr add "$net.$i/24" dev eth0 || fail "address of $h"
   ip -n "$h" link set eth0 up || fail "eth0 up in $h"
+  # PARX_NETNS_RATE=1gbit: shape each host's outgoing traffic like a real network link.
+  if [[ -n ${PARX_NETNS_RATE:-} ]]; then
+    ip netns exec "$h" tc qdisc add dev eth0 root tbf rate "$PARX_NETNS_RATE" burst 1mb latency 100ms ||
+      fail "tc rate $PARX_NETNS_RATE on $h"
+  fi
   { mkdir -p /etc/netns/"$h" && printf '%s\n' "$hostsfile" >/etc/netns/"$h"/hosts; } || fail "/etc/netns/$h/hosts"
 done
 tmp=$(mktemp -d /tmp/parx-netns.$id.XXXXXX) || fail "mktemp"
