@@ -30,9 +30,8 @@ int main(int argc, char** argv) {
   using C = parx::ClusterPool::Compression;
   for (const auto* data : {&smooth, &noise}) {
     for (C mode : {C::never, C::automatic}) {
-      parx::ClusterPool pool({.workers_per_rank = 1,
-                              .driver_runs_tasks = false,
-                              .compression = mode});
+      parx::ClusterPool pool(
+          {.workers_per_rank = 1, .driver_runs_tasks = false, .compression = mode});
       if (!pool.is_driver()) continue;
       std::vector<double> t;
       (void)pool.submit(echo, *data).get();  // warm up

@@ -1,5 +1,6 @@
 // quickstart — a parameter sweep run serially, then on every core: in parx's ThreadPool and in its
-// ProcessPool (crash-isolated worker processes).
+// ProcessPool (crash-isolated worker processes). Started under MPI (`parx run -n 4 quickstart`),
+// it adds a row for the ClusterPool: the same sweep over every core of every rank.
 //
 // The job: the Lyapunov exponent of the logistic map x -> r·x·(1-x) for many values of r, the
 // classic chaos diagram. Each task iterates the map a few hundred thousand times: pure CPU work,
@@ -8,12 +9,15 @@
 //
 //   quickstart            full size (a few seconds)
 //   quickstart --quick    small size (used by the test suite)
+//   parx run -n 2 quickstart    also on a ClusterPool of 2 ranks
+#include <parx/mpi.hpp>
 #include <parx/parx.hpp>
 
 #include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <optional>
 #include <tuple>
 #include <vector>
 
@@ -40,6 +44,10 @@ double seconds_since(std::chrono::steady_clock::time_point t0) {
 
 int main(int argc, char** argv) {
   parx::init(argc, argv);  // first line: starts the fork server the ProcessPool's workers come from
+  // Under a launcher, every rank constructs the ClusterPool; ranks other than 0 serve its tasks
+  // and then end (driver_only), so the rest of main runs on rank 0 alone.
+  std::optional<parx::ClusterPool> cluster;
+  if (parx::mpi::launched()) cluster.emplace(parx::ClusterPool::Options{.driver_only = true});
   int tasks = 400;
   long steps = 400'000;
   if (argc > 1 && std::strcmp(argv[1], "--quick") == 0) {
@@ -75,9 +83,18 @@ int main(int argc, char** argv) {
   std::vector<double> ppar = procs.starmap(lyapunov, jobs, {.stats = &pstats});
   const double t_procs = seconds_since(t0);
 
+  // Every core of every rank (when launched under MPI).
+  double t_cluster = 0;
+  std::vector<double> cpar = serial;
+  if (cluster) {
+    t0 = std::chrono::steady_clock::now();
+    cpar = cluster->starmap(lyapunov, jobs);
+    t_cluster = seconds_since(t0);
+  }
+
   int chaotic = 0;
   for (std::size_t i = 0; i < rs.size(); ++i) {
-    if (par[i] != serial[i] || ppar[i] != serial[i]) {
+    if (par[i] != serial[i] || ppar[i] != serial[i] || cpar[i] != serial[i]) {
       std::fprintf(stderr, "mismatch at r=%g: %g / %g vs %g\n", rs[i], par[i], ppar[i], serial[i]);
       return 1;
     }
@@ -93,6 +110,9 @@ int main(int argc, char** argv) {
               t_serial / t_pool);
   std::printf("%-12s %8zu %8d %10.3f %8.2fx\n", "ProcessPool", procs.workers(), tasks, t_procs,
               t_serial / t_procs);
+  if (cluster)
+    std::printf("%-12s %8zu %8d %10.3f %8.2fx   (%d ranks)\n", "ClusterPool", cluster->workers(),
+                tasks, t_cluster, t_serial / t_cluster, cluster->size());
   std::printf(
       "\n%d of %d parameter values are chaotic (exponent > 0); results identical across "
       "backends; the maps used %zu chunks (threads) and %zu (processes).\n",
