@@ -232,6 +232,33 @@ void put_record(Encoder& out, std::uint32_t status, std::size_t slot,
 
 // ---- running a job on a rank --------------------------------------------------------------------
 
+// Where an item of a job payload lies.
+struct JobItem {
+  std::int64_t index;   // task index, for errors
+  std::size_t at;       // of its 16-byte header
+  std::size_t args_at;  // of its encoded arguments
+  std::size_t len;      // of its encoded arguments
+};
+
+// The `n` items of a (non-batch) job payload, each checked to lie within it.
+std::vector<JobItem> job_items(std::span<const std::byte> payload, std::uint64_t n) {
+  if (payload.size() < 16 || load_at<std::uint64_t>(payload, 8) != n || n > payload.size() / 16)
+    throw SerializationError("a job does not match its item count");
+  std::vector<JobItem> items;
+  items.reserve(n);
+  std::size_t pos = 16;
+  for (std::uint64_t k = 0; k < n; ++k) {
+    if (pos + 16 > payload.size()) throw SerializationError("a job item header beyond the job");
+    const auto word = load_at<std::uint64_t>(payload, pos + 8);
+    const std::size_t len = word & kItemLenMask, pad = word >> 56;
+    if (pad >= 64 || pad > payload.size() - pos - 16 || len > payload.size() - pos - 16 - pad)
+      throw SerializationError("a job item beyond the job");
+    items.push_back({load_at<std::int64_t>(payload, pos), pos, pos + 16 + pad, len});
+    pos += 16 + pad + len;
+  }
+  return items;
+}
+
 // Runs a job's items in this thread into a result body (thread mode).
 Bytes run_items(std::span<const std::byte> payload, const Trailer& t, int rank,
                 const std::string& host, std::int64_t& elapsed) {
@@ -278,18 +305,10 @@ Bytes run_items(std::span<const std::byte> payload, const Trailer& t, int rank,
     elapsed = now_ns() - t0;
     return out.take();
   }
-  if (payload.size() < 16 || load_at<std::uint64_t>(payload, 8) != t.n || t.n > payload.size() / 16)
-    throw SerializationError("a job does not match its item count");
-  std::size_t pos = 16;
+  const std::vector<JobItem> items = job_items(payload, t.n);
   for (std::size_t k = 0; k < t.n; ++k) {
-    if (pos + 16 > payload.size()) throw SerializationError("a job item header beyond the job");
-    const auto index = load_at<std::int64_t>(payload, pos);
-    const auto word = load_at<std::uint64_t>(payload, pos + 8);
-    const std::size_t len = word & kItemLenMask, pad = word >> 56;
-    if (pad >= 64 || pad > payload.size() - pos - 16 || len > payload.size() - pos - 16 - pad)
-      throw SerializationError("a job item beyond the job");
-    const std::size_t args_at = pos + 16 + pad;
-    pos = args_at + len;
+    const std::int64_t index = items[k].index;
+    const std::size_t args_at = items[k].args_at, len = items[k].len;
     // The record header, then the value encoded in place (pad 0: its base is where it starts).
     static constexpr std::byte zeros[8] = {};
     out.write(zeros, (8 - out.size() % 8) % 8);
@@ -434,19 +453,8 @@ class ClusterServer {
     // The item table the pool keeps beside the payload.
     std::vector<PoolItem> items;
     items.reserve(t.n);
-    const std::span<const std::byte> p(payload);
-    std::size_t pos = 16;
-    if (p.size() < 16 || load_at<std::uint64_t>(p, 8) != t.n)
-      throw SerializationError("a job does not match its item count");
-    for (std::size_t k = 0; k < t.n; ++k) {
-      if (pos + 16 > p.size()) throw SerializationError("a job item header beyond the job");
-      const auto word = load_at<std::uint64_t>(p, pos + 8);
-      const std::size_t len = word & kItemLenMask, pad = word >> 56;
-      if (pad >= 64 || pad > p.size() - pos - 16 || len > p.size() - pos - 16 - pad)
-        throw SerializationError("a job item beyond the job");
-      items.push_back({load_at<std::int64_t>(p, pos), pos});
-      pos += 16 + pad + len;
-    }
+    for (const JobItem& it : job_items(payload, t.n))
+      items.push_back({it.index, it.at});
     procs_->enqueue(t.fn, std::move(payload), std::move(items), std::move(sink));
   }
 

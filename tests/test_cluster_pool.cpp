@@ -12,6 +12,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdint>
 #include <iostream>
 #include <map>
 #include <numeric>
@@ -25,6 +26,11 @@
 #include "test_util.hpp"
 
 namespace mpi = parx::mpi;
+
+// Crash tests want the plain signal, not a sanitizer's report and exit(1).
+extern "C" const char* __asan_default_options() {
+  return "handle_segv=0:handle_abort=0:allow_user_segv_handler=1";
+}
 
 namespace {
 
@@ -65,8 +71,9 @@ PARX_REMOTE(picky);
 
 int crash_on_five(int i) {
   if (i == 5) {
-    volatile int* p = nullptr;
-    *p = 1;  // a real segfault
+    // A real segfault. Not null (UBSan would report a null store first): an unmapped page.
+    volatile int* p = reinterpret_cast<volatile int*>(std::uintptr_t{64});
+    *p = 1;  // NOLINT
   }
   return i;
 }
@@ -340,6 +347,53 @@ TEST(Cluster, LargeArgumentsAndCompression) {
     d = static_cast<double>(x);
   }
   EXPECT_EQ(pool.submit(scale, noise, 1.0).get(), noise);
+}
+
+TEST(Cluster, EmitsTaskEventsAndBoundsLazyInput) {
+  parx::ClusterPool pool;
+  if (!pool.is_driver()) return;
+  std::atomic<int> queued{0}, started{0}, finished{0}, failed{0};
+  {
+    auto sub = parx::observe::subscribe([&](const parx::observe::Event& e) {
+      if (std::string(e.executor_kind) != "cluster") return;
+      switch (e.kind) {
+        case parx::observe::EventKind::TaskQueued:
+          ++queued;
+          break;
+        case parx::observe::EventKind::TaskStarted:
+          EXPECT_GE(e.worker, 0);  // the rank the chunk went to
+          EXPECT_LT(e.worker, mpi::size());
+          ++started;
+          break;
+        case parx::observe::EventKind::TaskFinished:
+          ++finished;
+          break;
+        case parx::observe::EventKind::TaskFailed:
+          ++failed;
+          break;
+        default:
+          break;
+      }
+    });
+    (void)pool.map(square, parx::range(1000L), {.chunksize = 100});
+    EXPECT_THROW((void)pool.submit(picky, 3).get(), parx::TaskError);
+  }
+  EXPECT_EQ(queued.load(), 11);
+  EXPECT_EQ(started.load(), 11);
+  EXPECT_EQ(finished.load(), 10);
+  EXPECT_EQ(failed.load(), 1);
+  // An endless lazy input is read only max_in_flight items ahead of the consumer.
+  long pulled = 0;
+  auto gen = parx::generate([&]() -> std::optional<long> { return pulled++; });
+  auto results = pool.imap(square, gen, {.chunksize = 10, .max_in_flight = 50});
+  long k = 0;
+  for (long y : results) {
+    EXPECT_EQ(y, k * k);
+    ++k;
+    EXPECT_LE(pulled - k, 50);
+    if (k == 500) break;
+  }
+  EXPECT_EQ(k, 500);
 }
 
 TEST(Cluster, BadOptionsAreRefused) {

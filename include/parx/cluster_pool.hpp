@@ -218,40 +218,10 @@ template <class R, class F, class In>
 Future<detail::ChunkResult<R>> ClusterPool::submit_chunk(const F& f, std::vector<In>&& items,
                                                          std::size_t first_index) {
   const FunctionId id = checked_id(f);
-  using CR = detail::ChunkResult<R>;
-  detail::Ref<detail::State<CR>> st(new detail::State<CR>());
-  auto fut = detail::make_future<CR>(detail::Ref<detail::State<CR>>(st.get(), false));
-  constexpr bool batch = detail::batch_traits<F, In>::value;
-  auto sink = std::make_unique<detail::ChunkSink<R>>(std::move(st), items.size(), batch);
-  if constexpr (batch) {
-    using Arg = typename detail::batch_traits<F, In>::Arg;
-    Bytes payload(32 + items.size() * sizeof(Arg));
-    std::byte* out = payload.data() + 32;
-    if constexpr (std::is_same_v<In, Arg>) {
-      std::memcpy(out, items.data(), items.size() * sizeof(Arg));
-    } else {
-      for (std::size_t i = 0; i < items.size(); ++i) {
-        const Arg a(items[i]);
-        std::memcpy(out + i * sizeof(Arg), &a, sizeof(Arg));
-      }
-    }
-    enqueue(id, std::move(payload), items.size(), static_cast<std::int64_t>(first_index), true,
-            std::move(sink));
-    return fut;
-  }
-  detail::PoolJobBuilder b(items.size());
-  for (std::size_t i = 0; i < items.size(); ++i) {
-    Encoder& e = b.begin_item(static_cast<std::int64_t>(first_index + i));
-    if constexpr (detail::is_star_call<F>::value) {
-      std::apply([&](auto&... xs) { encode_call(e, f.fn, xs...); }, items[i]);
-    } else {
-      encode_call(e, f, items[i]);
-    }
-    b.end_item();
-  }
-  enqueue(id, b.take_payload(), items.size(), static_cast<std::int64_t>(first_index), false,
-          std::move(sink));
-  return fut;
+  detail::ChunkJob<R> job = detail::make_chunk_job<R>(f, items, first_index);
+  enqueue(id, std::move(job.payload), items.size(), static_cast<std::int64_t>(first_index),
+          job.batch, std::move(job.sink));
+  return std::move(job.future);
 }
 
 template <class F, std::ranges::input_range Rg>
@@ -268,23 +238,7 @@ auto ClusterPool::imap(F&& f, Rg&& inputs, const MapOptions& opts) {
 
 template <class F, std::ranges::input_range Rg>
 auto ClusterPool::map(F&& f, Rg&& inputs, const MapOptions& opts) {
-  using In = std::ranges::range_reference_t<Rg>;
-  using R = std::invoke_result_t<std::decay_t<F>&, In>;
-  MapOptions o = opts;
-  o.ordered = true;
-  std::size_t n = 0;
-  if constexpr (std::ranges::sized_range<Rg>)
-    n = static_cast<std::size_t>(std::ranges::size(inputs));
-  auto stream = imap(std::forward<F>(f), std::forward<Rg>(inputs), o);
-  if constexpr (std::is_void_v<R>) {
-    while (stream.next()) {
-    }
-  } else {
-    std::vector<R> out;
-    out.reserve(n);
-    stream.append_to(out);
-    return out;
-  }
+  return detail::map_through_imap(*this, std::forward<F>(f), std::forward<Rg>(inputs), opts);
 }
 
 template <class F, std::ranges::input_range Rg>

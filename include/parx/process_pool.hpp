@@ -284,6 +284,78 @@ struct batch_traits<R (*)(P), In> {
   static constexpr bool value = batchable<R, P>() && std::is_constructible_v<Arg, const In&>;
 };
 
+// A chunk of `f` over `items` as a pool job: when f has a batch form, the payload is 32 bytes for
+// the pool then the packed arguments; otherwise one encoded item per input (`items` says where).
+// The sink decodes the outcomes into the future.
+template <class R>
+struct ChunkJob {
+  Bytes payload;
+  std::vector<PoolItem> items;
+  bool batch = false;
+  std::unique_ptr<PoolSink> sink;
+  Future<ChunkResult<R>> future;
+};
+
+template <class R, class F, class In>
+ChunkJob<R> make_chunk_job(const F& f, std::vector<In>& items, std::size_t first_index) {
+  using CR = ChunkResult<R>;
+  ChunkJob<R> job;
+  Ref<State<CR>> st(new State<CR>());
+  job.future = make_future<CR>(Ref<State<CR>>(st.get(), false));
+  job.batch = batch_traits<F, In>::value;
+  job.sink = std::make_unique<ChunkSink<R>>(std::move(st), items.size(), job.batch);
+  if constexpr (batch_traits<F, In>::value) {
+    // Packed: one memcpy of the arguments, one loop in the worker, one copy of the results.
+    using Arg = typename batch_traits<F, In>::Arg;
+    job.payload = Bytes(32 + items.size() * sizeof(Arg));
+    std::byte* out = job.payload.data() + 32;
+    if constexpr (std::is_same_v<In, Arg>) {
+      std::memcpy(out, items.data(), items.size() * sizeof(Arg));
+    } else {
+      for (std::size_t i = 0; i < items.size(); ++i) {
+        const Arg a(items[i]);
+        std::memcpy(out + i * sizeof(Arg), &a, sizeof(Arg));
+      }
+    }
+  } else {
+    PoolJobBuilder b(items.size());
+    for (std::size_t i = 0; i < items.size(); ++i) {
+      Encoder& e = b.begin_item(static_cast<std::int64_t>(first_index + i));
+      if constexpr (is_star_call<F>::value) {
+        std::apply([&](auto&... xs) { encode_call(e, f.fn, xs...); }, items[i]);
+      } else {
+        encode_call(e, f, items[i]);
+      }
+      b.end_item();
+    }
+    job.payload = b.take_payload();
+    job.items = b.take_items();
+  }
+  return job;
+}
+
+// map as a drained ordered imap: the results in input order (nothing for a void function).
+template <class Pool, class F, std::ranges::input_range Rg>
+auto map_through_imap(Pool& pool, F&& f, Rg&& inputs, const MapOptions& opts) {
+  using In = std::ranges::range_reference_t<Rg>;
+  using R = std::invoke_result_t<std::decay_t<F>&, In>;
+  MapOptions o = opts;
+  o.ordered = true;
+  std::size_t n = 0;
+  if constexpr (std::ranges::sized_range<Rg>)
+    n = static_cast<std::size_t>(std::ranges::size(inputs));
+  auto stream = pool.imap(std::forward<F>(f), std::forward<Rg>(inputs), o);
+  if constexpr (std::is_void_v<R>) {
+    while (stream.next()) {
+    }
+  } else {
+    std::vector<R> out;
+    out.reserve(n);
+    stream.append_to(out);
+    return out;
+  }
+}
+
 }  // namespace detail
 
 class ProcessPool {
@@ -433,40 +505,13 @@ template <class R, class F, class In>
 Future<detail::ChunkResult<R>> ProcessPool::submit_chunk(const F& f, std::vector<In>&& items,
                                                          std::size_t first_index) {
   const FunctionId id = checked_id(f);
-  using CR = detail::ChunkResult<R>;
-  detail::Ref<detail::State<CR>> st(new detail::State<CR>());
-  auto fut = detail::make_future<CR>(detail::Ref<detail::State<CR>>(st.get(), false));
-  constexpr bool batch = detail::batch_traits<F, In>::value;
-  auto sink = std::make_unique<detail::ChunkSink<R>>(std::move(st), items.size(), batch);
-  if constexpr (batch) {
-    // Packed: one memcpy of the arguments, one loop in the worker, one copy of the results.
-    using Arg = typename detail::batch_traits<F, In>::Arg;
-    Bytes payload(32 + items.size() * sizeof(Arg));
-    std::byte* out = payload.data() + 32;
-    if constexpr (std::is_same_v<In, Arg>) {
-      std::memcpy(out, items.data(), items.size() * sizeof(Arg));
-    } else {
-      for (std::size_t i = 0; i < items.size(); ++i) {
-        const Arg a(items[i]);
-        std::memcpy(out + i * sizeof(Arg), &a, sizeof(Arg));
-      }
-    }
-    enqueue_batch(id, std::move(payload), items.size(), static_cast<std::int64_t>(first_index),
-                  std::move(sink));
-    return fut;
-  }
-  detail::PoolJobBuilder b(items.size());
-  for (std::size_t i = 0; i < items.size(); ++i) {
-    Encoder& e = b.begin_item(static_cast<std::int64_t>(first_index + i));
-    if constexpr (detail::is_star_call<F>::value) {
-      std::apply([&](auto&... xs) { encode_call(e, f.fn, xs...); }, items[i]);
-    } else {
-      encode_call(e, f, items[i]);
-    }
-    b.end_item();
-  }
-  enqueue(id, b.take_payload(), b.take_items(), std::move(sink));
-  return fut;
+  detail::ChunkJob<R> job = detail::make_chunk_job<R>(f, items, first_index);
+  if (job.batch)
+    enqueue_batch(id, std::move(job.payload), items.size(), static_cast<std::int64_t>(first_index),
+                  std::move(job.sink));
+  else
+    enqueue(id, std::move(job.payload), std::move(job.items), std::move(job.sink));
+  return std::move(job.future);
 }
 
 template <class F, std::ranges::input_range Rg>
@@ -482,23 +527,7 @@ auto ProcessPool::imap(F&& f, Rg&& inputs, const MapOptions& opts) {
 
 template <class F, std::ranges::input_range Rg>
 auto ProcessPool::map(F&& f, Rg&& inputs, const MapOptions& opts) {
-  using In = std::ranges::range_reference_t<Rg>;
-  using R = std::invoke_result_t<std::decay_t<F>&, In>;
-  MapOptions o = opts;
-  o.ordered = true;
-  std::size_t n = 0;
-  if constexpr (std::ranges::sized_range<Rg>)
-    n = static_cast<std::size_t>(std::ranges::size(inputs));
-  auto stream = imap(std::forward<F>(f), std::forward<Rg>(inputs), o);
-  if constexpr (std::is_void_v<R>) {
-    while (stream.next()) {
-    }
-  } else {
-    std::vector<R> out;
-    out.reserve(n);
-    stream.append_to(out);
-    return out;
-  }
+  return detail::map_through_imap(*this, std::forward<F>(f), std::forward<Rg>(inputs), opts);
 }
 
 template <class F, std::ranges::input_range Rg>
