@@ -149,6 +149,20 @@ std::size_t seal(Bytes& body, Trailer t, bool compress) {
   return saved;
 }
 
+// The trailer of the result of job `t`, sent by `rank`.
+Trailer result_trailer(const Trailer& t, int rank, std::int64_t elapsed_ns) {
+  Trailer r{};
+  r.kind = kKindResult;
+  r.flags = t.flags & kFlagBatch;
+  r.rank = rank;
+  r.job = t.job;
+  r.n = t.n;
+  r.number = elapsed_ns;
+  r.fn = t.fn;
+  r.result_size = t.result_size;
+  return r;
+}
+
 // ---- errors on the wire -----------------------------------------------------------------------
 
 enum class ErrKind : std::uint8_t { task, crashed, timeout, cancelled, other };
@@ -368,16 +382,7 @@ class ResultSink final : public PoolSink {
     }
   }
   void finish(std::int64_t elapsed_ns) noexcept override {
-    Trailer r{};
-    r.kind = kKindResult;
-    r.flags = t_.flags & kFlagBatch;
-    r.rank = rank_;
-    r.job = t_.job;
-    r.n = t_.n;
-    r.number = elapsed_ns;
-    r.fn = t_.fn;
-    r.result_size = t_.result_size;
-    done_(out_.take(), r);
+    done_(out_.take(), result_trailer(t_, rank_, elapsed_ns));
   }
 
  private:
@@ -410,14 +415,7 @@ class ClusterServer {
 
   // Runs a job in this thread (thread mode) and hands its result to `done`.
   void execute(std::span<const std::byte> p, const Trailer& t) {
-    Trailer r{};
-    r.kind = kKindResult;
-    r.flags = t.flags & kFlagBatch;
-    r.rank = rank_;
-    r.job = t.job;
-    r.n = t.n;
-    r.fn = t.fn;
-    r.result_size = t.result_size;
+    Trailer r = result_trailer(t, rank_, 0);
     Bytes body;
     std::int64_t elapsed = 0;
     try {
@@ -488,7 +486,6 @@ std::atomic<LostRankWatch*> g_watch{nullptr};  // the pool that reports lost ran
 struct ClusterJob {
   std::uint64_t id = 0;
   FunctionId fn = 0;
-  std::string fn_name;
   Bytes payload;
   std::size_t n = 0;
   std::int64_t first_index = 0;
@@ -501,7 +498,7 @@ struct ClusterJob {
 
 class ClusterImpl {
  public:
-  ClusterImpl(const ClusterPool::Options& o, ClusterPool& owner);
+  explicit ClusterImpl(const ClusterPool::Options& o);
   ~ClusterImpl() {
     shutdown(true, false);
     if (watch_) {
@@ -531,7 +528,6 @@ class ClusterImpl {
     std::lock_guard lk(mu_);
     return !accepting_;
   }
-  std::uint64_t executor_id() const noexcept { return exec_id_; }
 
  private:
   struct Local {  // results of the driver's own server
@@ -546,13 +542,6 @@ class ClusterImpl {
   void comm_loop();
   template <class Hello>
   void watch_lost_ranks(const std::vector<Hello>& hello);
-  void wake() {
-    {
-      std::lock_guard lk(mu_);
-      wake_ = true;
-    }
-    cv_.notify_one();
-  }
   // Waits after an idle round: spins (yielding) for spin_ns_, then sleeps a growing interval
   // (MPI cannot wake a sleeping thread; local events do).
   void idle(bool progressed);
@@ -562,6 +551,7 @@ class ClusterImpl {
   // Serving rank.
   void serve_loop(bool caller_runs);
   void send_result(Bytes body, const Trailer& t);
+  // Drops the sends that completed (all: waits for every one); any thread, either role.
   void reap_sends(bool all);
   void fail_rank_jobs(int rank, const std::string& why);
 
@@ -587,7 +577,6 @@ class ClusterImpl {
   bool accepting_ = true;
   bool stopping_ = false;
   bool cancel_ = false;
-  bool stopped_ = false;  // the comm thread has released the ranks
   std::deque<std::unique_ptr<ClusterJob>> queue_;
   std::deque<Local> inbox_;
   std::vector<ClusterPool::Rank> ranks_;
@@ -596,7 +585,6 @@ class ClusterImpl {
   // Comm thread only.
   std::deque<std::unique_ptr<ClusterJob>> pending_;
   std::unordered_map<std::uint64_t, std::unique_ptr<ClusterJob>> sent_;
-  std::vector<Sending> sending_;
   std::size_t next_rank_ = 0;
   std::int64_t last_active_ = 0;
   std::int64_t backoff_ns_ = 0;
@@ -610,7 +598,9 @@ class ClusterImpl {
   std::condition_variable poll_cv_;
   bool polling_ = false;
   bool served_ = false;
+  // Both roles: messages on their way (the driver's jobs, a serving rank's results).
   std::mutex send_mu_;
+  std::vector<Sending> sending_;
 };
 
 namespace {
@@ -662,7 +652,7 @@ std::int64_t spin_from_env(std::chrono::microseconds opt, std::int64_t dflt_ns) 
 
 }  // namespace
 
-ClusterImpl::ClusterImpl(const ClusterPool::Options& o, ClusterPool&) : opts_(o) {
+ClusterImpl::ClusterImpl(const ClusterPool::Options& o) : opts_(o) {
   if (o.compress_min_bytes == 0)
     throw InvalidArgument("parx::ClusterPool: compress_min_bytes must be at least 1");
   check_remote_registry();
@@ -853,6 +843,7 @@ void ClusterImpl::send_job(ClusterJob& j) {
     }
   }
   mpi::Request req = comm_->isend(std::span<const std::byte>(*buf), j.rank, kTagJob);
+  std::lock_guard lk(send_mu_);
   sending_.push_back({std::move(req), std::move(buf)});
 }
 
@@ -1078,14 +1069,7 @@ void ClusterImpl::comm_loop() {
           fail_rank_jobs(st->source, e.what());
         }
       }
-      for (std::size_t i = 0; i < sending_.size();) {
-        if (sending_[i].req.test()) {
-          sending_[i] = std::move(sending_.back());
-          sending_.pop_back();
-        } else {
-          ++i;
-        }
-      }
+      reap_sends(false);
     }
     if (stop && pending_.empty() && sent_.empty()) {
       bool more;
@@ -1099,9 +1083,7 @@ void ClusterImpl::comm_loop() {
   }
   // Release the serving ranks.
   if (comm_) {
-    for (auto& s : sending_)
-      s.req.wait();
-    sending_.clear();
+    reap_sends(true);
     std::vector<mpi::Request> stops;
     static const std::byte none[1] = {};
     for (int r = 1; r < size_; ++r)
@@ -1111,8 +1093,6 @@ void ClusterImpl::comm_loop() {
   }
   for (int r = 0; r < size_; ++r)
     observe::emit({observe::EventKind::WorkerStopped, exec_id_, "cluster", 0, r});
-  std::lock_guard lk(mu_);
-  stopped_ = true;
 }
 
 void ClusterImpl::send_result(Bytes body, const Trailer& t) {
@@ -1230,7 +1210,7 @@ void ClusterImpl::serve_loop(bool caller_runs) {
 
 ClusterPool::ClusterPool() : ClusterPool(Options{}) {}
 
-ClusterPool::ClusterPool(Options opts) : impl_(std::make_unique<detail::ClusterImpl>(opts, *this)) {
+ClusterPool::ClusterPool(Options opts) : impl_(std::make_unique<detail::ClusterImpl>(opts)) {
   rank_ = impl_->rank();
   size_ = impl_->size();
   driver_ = impl_->driver();
@@ -1275,13 +1255,13 @@ void ClusterPool::enqueue(FunctionId fn, Bytes payload, std::size_t n, std::int6
   const detail::RemoteEntry* e = detail::find_remote(fn);
   auto j = std::make_unique<detail::ClusterJob>();
   j->fn = fn;
-  j->fn_name = e ? e->name : std::string();
   j->n = n;
   j->first_index = first_index;
   j->batch = batch;
   if (batch) {
     if (!e || !e->batch.invoke)
-      throw Error("parx::ClusterPool: function " + j->fn_name + " has no batch form");
+      throw Error("parx::ClusterPool: function " + (e ? e->name : std::string("(unknown)")) +
+                  " has no batch form");
     const std::uint64_t prefix[4] = {fn, n, e->batch.arg_size, e->batch.result_size};
     std::memcpy(payload.data(), prefix, sizeof prefix);
     j->result_size = e->batch.result_size;

@@ -175,8 +175,6 @@ class ClusterPool {
   // Queues a job: `payload` is a ProcessPool job payload (prefix filled in here).
   void enqueue(FunctionId fn, Bytes payload, std::size_t n, std::int64_t first_index, bool batch,
                std::unique_ptr<detail::PoolSink> sink);
-  template <class F>
-  static FunctionId checked_id(const F& f);
 
   std::unique_ptr<detail::ClusterImpl> impl_;
   bool driver_ = true;
@@ -186,19 +184,6 @@ class ClusterPool {
 };
 
 // ---- implementation ---------------------------------------------------------------------------
-
-template <class F>
-FunctionId ClusterPool::checked_id(const F& f) {
-  if constexpr (detail::is_star_call<F>::value) {
-    return remote_id(f.fn);
-  } else {
-    static_assert(detail::is_function_pointer_v<std::decay_t<F>>,
-                  "parx::ClusterPool runs functions registered with PARX_REMOTE: a lambda, functor "
-                  "or std::function cannot cross to another rank. Write a function, add "
-                  "PARX_REMOTE(name) after it, and pass the function");
-    return remote_id(f);
-  }
-}
 
 template <class R, class... P, class... A>
 Future<R> ClusterPool::submit(R (*fn)(P...), A&&... args) {
@@ -217,7 +202,7 @@ Future<R> ClusterPool::submit(R (*fn)(P...), A&&... args) {
 template <class R, class F, class In>
 Future<detail::ChunkResult<R>> ClusterPool::submit_chunk(const F& f, std::vector<In>&& items,
                                                          std::size_t first_index) {
-  const FunctionId id = checked_id(f);
+  const FunctionId id = detail::pool_function_id(f);
   detail::ChunkJob<R> job = detail::make_chunk_job<R>(f, items, first_index);
   enqueue(id, std::move(job.payload), items.size(), static_cast<std::int64_t>(first_index),
           job.batch, std::move(job.sink));
@@ -229,7 +214,7 @@ auto ClusterPool::imap(F&& f, Rg&& inputs, const MapOptions& opts) {
   require_driver("imap");
   using View = std::views::all_t<Rg>;
   using Fn = std::decay_t<F>;
-  (void)checked_id(f);  // an unregistered function fails here, not on a rank
+  (void)detail::pool_function_id(f);  // an unregistered function fails here, not on a rank
   using Stream = detail::MapStream<ClusterPool, View, Fn>;
   auto fn = std::make_shared<Fn>(std::forward<F>(f));
   return MapRange<Stream>(std::make_unique<Stream>(*this, std::views::all(std::forward<Rg>(inputs)),

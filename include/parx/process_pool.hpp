@@ -334,6 +334,21 @@ ChunkJob<R> make_chunk_job(const F& f, std::vector<In>& items, std::size_t first
   return job;
 }
 
+// The id of a pool task's function (or of a starmap's): a lambda is a compile-time error, an
+// unregistered function a parx::Error naming it.
+template <class F>
+FunctionId pool_function_id(const F& f) {
+  if constexpr (is_star_call<F>::value) {
+    return remote_id(f.fn);
+  } else {
+    static_assert(is_function_pointer_v<std::decay_t<F>>,
+                  "parx's process and cluster pools run functions registered with PARX_REMOTE: a "
+                  "lambda, functor or std::function cannot cross a process boundary. Write a "
+                  "function, add PARX_REMOTE(name) after it, and pass the function");
+    return remote_id(f);
+  }
+}
+
 // map as a drained ordered imap: the results in input order (nothing for a void function).
 template <class Pool, class F, std::ranges::input_range Rg>
 auto map_through_imap(Pool& pool, F&& f, Rg&& inputs, const MapOptions& opts) {
@@ -470,8 +485,6 @@ class ProcessPool {
             std::make_unique<detail::SubmitSink<R>>(std::move(st)));
     return fut;
   }
-  template <class F>
-  static FunctionId checked_id(const F& f);
 
   std::unique_ptr<detail::ProcessPoolImpl> impl_;
   std::size_t workers_ = 0;
@@ -488,23 +501,10 @@ Future<R> ProcessPool::submit(R (*fn)(P...), A&&... args) {
   return enqueue_one<R>(id, b);
 }
 
-template <class F>
-FunctionId ProcessPool::checked_id(const F& f) {
-  if constexpr (detail::is_star_call<F>::value) {
-    return remote_id(f.fn);
-  } else {
-    static_assert(detail::is_function_pointer_v<std::decay_t<F>>,
-                  "parx::ProcessPool runs functions registered with PARX_REMOTE: a lambda, functor "
-                  "or std::function cannot cross a process boundary. Write a function, add "
-                  "PARX_REMOTE(name) after it, and pass the function");
-    return remote_id(f);
-  }
-}
-
 template <class R, class F, class In>
 Future<detail::ChunkResult<R>> ProcessPool::submit_chunk(const F& f, std::vector<In>&& items,
                                                          std::size_t first_index) {
-  const FunctionId id = checked_id(f);
+  const FunctionId id = detail::pool_function_id(f);
   detail::ChunkJob<R> job = detail::make_chunk_job<R>(f, items, first_index);
   if (job.batch)
     enqueue_batch(id, std::move(job.payload), items.size(), static_cast<std::int64_t>(first_index),
@@ -518,7 +518,7 @@ template <class F, std::ranges::input_range Rg>
 auto ProcessPool::imap(F&& f, Rg&& inputs, const MapOptions& opts) {
   using View = std::views::all_t<Rg>;
   using Fn = std::decay_t<F>;
-  (void)checked_id(f);  // an unregistered function fails here, not in a worker
+  (void)detail::pool_function_id(f);  // an unregistered function fails here, not in a worker
   using Stream = detail::MapStream<ProcessPool, View, Fn>;
   auto fn = std::make_shared<Fn>(std::forward<F>(f));
   return MapRange<Stream>(std::make_unique<Stream>(*this, std::views::all(std::forward<Rg>(inputs)),
