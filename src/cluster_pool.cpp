@@ -37,6 +37,7 @@
 #include "parx/detail/sync.hpp"
 #include "parx/mpi.hpp"
 #include "parx/observe/events.hpp"
+#include "parx/observe/metrics.hpp"
 #include "parx/thread_pool.hpp"
 
 namespace parx {
@@ -494,9 +495,10 @@ struct ClusterJob {
   std::unique_ptr<PoolSink> sink;
   int rank = -1;
   std::uint64_t task_id = 0;
+  const char* fn_name = nullptr;  // registered name (static storage), for observe events
 };
 
-class ClusterImpl {
+class ClusterImpl final : public observe::detail::PoolSource {
  public:
   explicit ClusterImpl(const ClusterPool::Options& o);
   ~ClusterImpl() {
@@ -523,6 +525,69 @@ class ClusterImpl {
   ClusterPool::Stats stats() {
     std::lock_guard lk(mu_);
     return stats_;
+  }
+  observe::Counters counters() {
+    std::lock_guard lk(mu_);
+    return counters_locked();
+  }
+  observe::PoolSnapshot snapshot() const override {
+    auto* self = const_cast<ClusterImpl*>(this);
+    std::lock_guard lk(self->mu_);
+    observe::PoolSnapshot snap;
+    snap.id = exec_id_;
+    snap.kind = "cluster";
+    snap.counters = self->counters_locked();
+    for (const auto& r : ranks_) {
+      observe::WorkerState w;
+      w.index = r.rank;
+      w.rank = r.rank;
+      w.pid = static_cast<pid_t>(r.pid);
+      w.host = r.host;
+      w.tasks = r.chunks;
+      const std::size_t i = static_cast<std::size_t>(r.rank);
+      w.state = !accepting_ && stopping_                               ? "stopped"
+                : i < running_per_rank_.size() && running_per_rank_[i] ? "busy"
+                                                                       : "idle";
+      snap.workers.push_back(std::move(w));
+    }
+    return snap;
+  }
+  observe::Counters counters_locked() const {
+    observe::Counters c = counters_;
+    const std::uint64_t left = started_ + c.cancelled;
+    c.queue_depth = c.submitted > left ? c.submitted - left : 0;
+    c.running = started_ - std::min(started_, c.done + c.failed);
+    c.bytes_moved = stats_.bytes_sent + stats_.bytes_received;
+    return c;
+  }
+  void emit_task(observe::EventKind k, const ClusterJob& j, int rank = -1,
+                 std::int64_t duration_ns = 0, const char* detail = nullptr) const {
+    if (!j.task_id || !observe::active()) return;
+    observe::Event e{};
+    e.kind = k;
+    e.executor_id = exec_id_;
+    e.executor_kind = "cluster";
+    e.task_id = j.task_id;
+    e.worker = rank;
+    e.rank = rank;
+    e.name = j.fn_name;
+    e.items = static_cast<std::uint32_t>(j.n);
+    e.duration_ns = duration_ns;
+    e.detail = detail;
+    if (rank >= 0 && static_cast<std::size_t>(rank) < hosts_.size()) e.host = hosts_[rank].c_str();
+    observe::emit(e);
+  }
+  void emit_rank(observe::EventKind k, int r) const {
+    if (!observe::active()) return;
+    observe::Event e{};
+    e.kind = k;
+    e.executor_id = exec_id_;
+    e.executor_kind = "cluster";
+    e.worker = r;
+    e.rank = r;
+    if (static_cast<std::size_t>(r) < hosts_.size()) e.host = hosts_[r].c_str();
+    if (static_cast<std::size_t>(r) < ranks_.size()) e.pid = ranks_[r].pid;
+    observe::emit(e);
   }
   bool is_shutdown() {
     std::lock_guard lk(mu_);
@@ -581,6 +646,9 @@ class ClusterImpl {
   std::deque<Local> inbox_;
   std::vector<ClusterPool::Rank> ranks_;
   ClusterPool::Stats stats_;
+  observe::Counters counters_;  // submitted, done, failed, cancelled (under mu_)
+  std::uint64_t started_ = 0;
+  std::vector<std::uint32_t> running_per_rank_;
 
   // Comm thread only.
   std::deque<std::unique_ptr<ClusterJob>> pending_;
@@ -592,6 +660,7 @@ class ClusterImpl {
 
   std::thread thread_;
   std::unique_ptr<LostRankWatch> watch_;
+  observe::detail::PoolRegistration registration_;
 
   // Serving rank: who polls, and the results on their way.
   std::mutex poll_mu_;
@@ -724,9 +793,11 @@ ClusterImpl::ClusterImpl(const ClusterPool::Options& o) : opts_(o) {
     }
   }
   if (driver()) {
+    running_per_rank_.assign(static_cast<std::size_t>(size_), 0);
     for (int r = 0; r < size_; ++r)
-      observe::emit({observe::EventKind::WorkerStarted, exec_id_, "cluster", 0, r});
+      emit_rank(observe::EventKind::WorkerStarted, r);
     thread_ = std::thread([this] { comm_loop(); });
+    registration_.attach(this);
   }
 }
 
@@ -756,10 +827,11 @@ void ClusterImpl::enqueue(std::unique_ptr<ClusterJob> j) {
   {
     std::lock_guard lk(mu_);
     if (!accepting_) throw ExecutorShutdown("parx::ClusterPool: submit after shutdown");
+    ++counters_.submitted;
     if (observe::active()) {
       j->task_id = observe::next_task_id();
-      observe::emit(
-          {observe::EventKind::TaskQueued, exec_id_, "cluster", j->task_id, -1, 0, nullptr});
+      if (const RemoteEntry* e = find_remote(j->fn)) j->fn_name = e->name.c_str();
+      emit_task(observe::EventKind::TaskQueued, *j);
     }
     queue_.push_back(std::move(j));
     wake_ = true;
@@ -960,14 +1032,18 @@ void ClusterImpl::handle_result(Bytes msg, Trailer t, bool local) {
     std::lock_guard lk(mu_);
     stats_.tasks += j->n;
     stats_.failed += failed;
+    ++(failed ? counters_.failed : counters_.done);
+    if (static_cast<std::size_t>(from) < running_per_rank_.size() && running_per_rank_[from])
+      --running_per_rank_[from];
     ClusterPool::Rank& r = ranks_[from];
     r.tasks += j->n;
     r.chunks += 1;
     r.busy_seconds += static_cast<double>(t.number) * 1e-9;
   }
-  if (j->task_id)
-    observe::emit({failed ? observe::EventKind::TaskFailed : observe::EventKind::TaskFinished,
-                   exec_id_, "cluster", j->task_id, from, 0, nullptr});
+  emit_task(failed ? observe::EventKind::TaskFailed : observe::EventKind::TaskFinished, *j, from,
+            static_cast<std::int64_t>(t.number),
+            failed ? "one or more items of the chunk failed (their TaskError reaches the caller)"
+                   : nullptr);
   j->sink->finish(t.number);
 }
 
@@ -992,8 +1068,11 @@ void ClusterImpl::comm_loop() {
     if (cancel) {
       for (auto& j : pending_) {
         j->sink->cancel();
-        if (j->task_id)
-          observe::emit({observe::EventKind::TaskCancelled, exec_id_, "cluster", j->task_id});
+        emit_task(observe::EventKind::TaskCancelled, *j);
+      }
+      {
+        std::lock_guard lk(mu_);
+        counters_.cancelled += pending_.size();
       }
       pending_.clear();
     }
@@ -1016,8 +1095,11 @@ void ClusterImpl::comm_loop() {
       std::unique_ptr<ClusterJob> j = std::move(pending_.front());
       pending_.pop_front();
       if (!j->sink->start()) {  // cancelled by its caller while queued
-        if (j->task_id)
-          observe::emit({observe::EventKind::TaskCancelled, exec_id_, "cluster", j->task_id});
+        {
+          std::lock_guard lk(mu_);
+          ++counters_.cancelled;
+        }
+        emit_task(observe::EventKind::TaskCancelled, *j);
         continue;
       }
       j->rank = best;
@@ -1026,10 +1108,10 @@ void ClusterImpl::comm_loop() {
       {
         std::lock_guard lk(mu_);
         ++stats_.chunks;
+        ++started_;
+        if (static_cast<std::size_t>(best) < running_per_rank_.size()) ++running_per_rank_[best];
       }
-      if (j->task_id)
-        observe::emit(
-            {observe::EventKind::TaskStarted, exec_id_, "cluster", j->task_id, best, 0, nullptr});
+      emit_task(observe::EventKind::TaskStarted, *j, best);
       ClusterJob& ref = *j;
       sent_.emplace(ref.id, std::move(j));
       try {
@@ -1092,7 +1174,7 @@ void ClusterImpl::comm_loop() {
       s.wait();
   }
   for (int r = 0; r < size_; ++r)
-    observe::emit({observe::EventKind::WorkerStopped, exec_id_, "cluster", 0, r});
+    emit_rank(observe::EventKind::WorkerStopped, r);
 }
 
 void ClusterImpl::send_result(Bytes body, const Trailer& t) {
@@ -1234,6 +1316,11 @@ void ClusterPool::require_driver(const char* what) const {
 std::vector<ClusterPool::Rank> ClusterPool::ranks() const {
   require_driver("ranks");
   return impl_->ranks();
+}
+
+observe::Counters ClusterPool::counters() const {
+  require_driver("counters");
+  return impl_->counters();
 }
 
 ClusterPool::Stats ClusterPool::stats() const {

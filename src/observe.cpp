@@ -65,6 +65,10 @@ const char* to_string(EventKind k) noexcept {
       return "worker_started";
     case EventKind::WorkerStopped:
       return "worker_stopped";
+    case EventKind::TaskRetried:
+      return "task_retried";
+    case EventKind::WorkerCrashed:
+      return "worker_crashed";
   }
   return "unknown";
 }
@@ -122,6 +126,48 @@ std::uint64_t next_executor_id() noexcept {
 }
 std::uint64_t next_task_id() noexcept {
   return g_next_task.fetch_add(1, std::memory_order_relaxed);
+}
+
+}  // namespace parx::observe
+
+// ---- the pool registry behind observe::pools() -------------------------------------------------
+
+#include "parx/observe/metrics.hpp"
+
+namespace parx::observe {
+namespace {
+struct PoolList {
+  std::mutex mu;
+  std::vector<const detail::PoolSource*> live;
+};
+PoolList& pool_list() {
+  static PoolList* l = new PoolList();  // never destroyed: pools may outlive static teardown
+  return *l;
+}
+}  // namespace
+
+void detail::PoolRegistration::attach(const PoolSource* src) {
+  src_ = src;
+  PoolList& l = pool_list();
+  std::lock_guard lk(l.mu);
+  l.live.push_back(src);
+}
+
+detail::PoolRegistration::~PoolRegistration() {
+  if (!src_) return;
+  PoolList& l = pool_list();
+  std::lock_guard lk(l.mu);
+  l.live.erase(std::remove(l.live.begin(), l.live.end(), src_), l.live.end());
+}
+
+std::vector<PoolSnapshot> pools() {
+  PoolList& l = pool_list();
+  std::lock_guard lk(l.mu);
+  std::vector<PoolSnapshot> out;
+  out.reserve(l.live.size());
+  for (const detail::PoolSource* s : l.live)
+    out.push_back(s->snapshot());
+  return out;
 }
 
 }  // namespace parx::observe

@@ -36,6 +36,8 @@
 #include "parx/detail/fork_server.hpp"
 #include "parx/detail/process_channel.hpp"
 #include "parx/detail/sync.hpp"
+#include "parx/observe/events.hpp"
+#include "parx/observe/metrics.hpp"
 
 #define XXH_INLINE_ALL  // header-only use of libxxhash: nothing to link
 #include <xxhash.h>
@@ -685,6 +687,7 @@ struct Job {
   bool batch = false;          // packed arguments (kBatch); items[k].offset is the position
   std::uint32_t arg_size = 0;  // batch: bytes per packed argument and result
   std::uint32_t result_size = 0;
+  std::uint64_t task_id = 0;  // observe events (0 when nobody listened at submission)
   ~Job() {
     if (memfd >= 0) close(memfd);
   }
@@ -717,6 +720,7 @@ struct Slot {
   int init_failures = 0;
   bool initial = true;
   std::uint64_t last_used = 0;
+  std::uint64_t tasks_ended = 0;
 };
 
 struct ExitInbox {
@@ -728,7 +732,7 @@ struct ExitInbox {
 
 }  // namespace
 
-class ProcessPoolImpl {
+class ProcessPoolImpl final : public observe::detail::PoolSource {
  public:
   explicit ProcessPoolImpl(const ProcessPool::Options& o);
   ~ProcessPoolImpl();
@@ -750,6 +754,33 @@ class ProcessPoolImpl {
     std::lock_guard lk(mu_);
     return stats_;
   }
+  observe::Counters counters() {
+    std::lock_guard lk(mu_);
+    return counters_locked();
+  }
+  observe::PoolSnapshot snapshot() const override {
+    auto* self = const_cast<ProcessPoolImpl*>(this);
+    std::lock_guard lk(self->mu_);
+    observe::PoolSnapshot snap;
+    snap.id = exec_id_;
+    snap.kind = "process";
+    snap.counters = self->counters_locked();
+    for (const Slot& sl : slots_) {
+      observe::WorkerState w;
+      w.index = static_cast<int>(sl.index);
+      w.pid = sl.pid;
+      w.host = host_;
+      w.tasks = sl.tasks_ended;
+      w.state = sl.state == Slot::Booting    ? "starting"
+                : sl.state == Slot::Empty    ? (stopping_ ? "stopped" : "starting")
+                : sl.state == Slot::Stopping ? "stopped"
+                : sl.assigned.empty()        ? "idle"
+                                             : "busy";
+      snap.workers.push_back(std::move(w));
+    }
+    return snap;
+  }
+  std::uint64_t exec_id() const noexcept { return exec_id_; }
   bool is_shutdown() {
     std::lock_guard lk(mu_);
     return !accepting_;
@@ -761,6 +792,54 @@ class ProcessPoolImpl {
   void bump() {
     hdr_->bell.fetch_add(1, std::memory_order_seq_cst);
     if (hdr_->io_sleeping.load(std::memory_order_seq_cst)) futex_wake_shared(&hdr_->bell, 1);
+  }
+  observe::Counters counters_locked() const {
+    observe::Counters c = counters_;
+    for (const Slot& sl : slots_)
+      c.running += sl.assigned.size();
+    c.queue_depth = pending_.size();
+    c.retried = stats_.retries;
+    c.worker_restarts = stats_.respawns;
+    return c;
+  }
+  // Observe events about a job (only when someone listens).
+  void emit_job(observe::EventKind k, const Job& j, int worker = -1, pid_t pid = 0,
+                std::int64_t duration_ns = 0, const char* detail = nullptr) const {
+    if (!observe::active()) return;
+    observe::Event e{};
+    e.kind = k;
+    e.executor_id = exec_id_;
+    e.executor_kind = "process";
+    e.task_id = j.task_id;
+    e.worker = worker;
+    e.name = j.fn_name.empty() ? nullptr : j.fn_name.c_str();
+    e.pid = pid;
+    e.items = static_cast<std::uint32_t>(j.count);
+    e.duration_ns = duration_ns;
+    e.detail = detail;
+    e.host = host_.c_str();
+    observe::emit(e);
+  }
+  void emit_worker(observe::EventKind k, const Slot& sl, const char* detail = nullptr) const {
+    if (!observe::active()) return;
+    observe::Event e{};
+    e.kind = k;
+    e.executor_id = exec_id_;
+    e.executor_kind = "process";
+    e.worker = static_cast<std::int32_t>(sl.index);
+    e.pid = sl.pid;
+    e.host = host_.c_str();
+    e.detail = detail;
+    observe::emit(e);
+  }
+  // A job left its worker: counted, and reported as finished or failed.
+  void job_ended(const Slot& s, Job& j, std::size_t failures, std::int64_t elapsed,
+                 std::string detail) {
+    ++(failures ? counters_.failed : counters_.done);
+    if (j.task_id)
+      emit_job(failures ? observe::EventKind::TaskFailed : observe::EventKind::TaskFinished, j,
+               static_cast<int>(s.index), s.pid, elapsed,
+               detail.empty() ? nullptr : detail.c_str());
   }
   void release() noexcept;
   void spawn(Slot& s);
@@ -776,6 +855,11 @@ class ProcessPoolImpl {
   void kill_slot(Slot& s, Slot::Kill why, std::string detail);
   void requeue_front(std::vector<std::unique_ptr<Job>>& jobs);
   std::unique_ptr<Job> sub_job(const Job& j, std::vector<ItemRef> items);
+  void queued_again(Job& n) {
+    if (!observe::active()) return;
+    n.task_id = observe::next_task_id();
+    emit_job(observe::EventKind::TaskQueued, n);
+  }
   void fail_item(Job& j, const ItemRef& it, std::exception_ptr e, Done& done);
   void item_done(Job& j, Done& done, std::size_t count = 1);
   bool step(Done& done, std::int64_t& wait_ns);
@@ -817,6 +901,10 @@ class ProcessPoolImpl {
   std::uint64_t use_clock_ = 0;
   std::int64_t next_mem_check_ = 0;
   std::int64_t job_ns_ = -1;
+  const std::uint64_t exec_id_ = observe::next_executor_id();
+  const std::string host_ = host_name();
+  observe::Counters counters_;  // submitted, done, failed, cancelled, bytes_moved (under mu_)
+  observe::detail::PoolRegistration registration_;  // last: unregistered first
 };
 
 ProcessPoolImpl::ProcessPoolImpl(const ProcessPool::Options& o)
@@ -878,6 +966,7 @@ ProcessPoolImpl::ProcessPoolImpl(const ProcessPool::Options& o)
     }
     for (auto& s : slots_)
       s.initial = false;
+    registration_.attach(this);
   } catch (...) {
     if (io_.joinable()) {
       shutdown(true, true);
@@ -1004,6 +1093,11 @@ void ProcessPoolImpl::submit_job(std::unique_ptr<Job> job) {
     if (!accepting_)
       throw ExecutorShutdown("parx::ProcessPool: submit after shutdown (the pool accepts no work)");
     job->id = next_job_++;
+    ++counters_.submitted;
+    if (observe::active()) {
+      job->task_id = observe::next_task_id();
+      emit_job(observe::EventKind::TaskQueued, *job);
+    }
     if (job->count == 0) {
       job->holder->finished = true;
       done.push_back(job->holder);
@@ -1021,6 +1115,8 @@ void ProcessPoolImpl::dispatch() {
     Job& j = *pending_.front();
     if (!j.holder->started) {
       if (!j.holder->sink->start()) {  // cancelled by its caller: drop it
+        ++counters_.cancelled;
+        if (j.task_id) emit_job(observe::EventKind::TaskCancelled, j);
         j.holder->finished = true;
         pending_.pop_front();
         continue;
@@ -1041,6 +1137,9 @@ void ProcessPoolImpl::dispatch() {
     if (!best) return;
     best->last_used = ++use_clock_;
     if (!send_job(*best, j)) return;
+    counters_.bytes_moved += j.orig->size();
+    if (j.task_id)
+      emit_job(observe::EventKind::TaskStarted, j, static_cast<int>(best->index), best->pid);
     best->budget_used += j.count;
     best->assigned.push_back(std::move(pending_.front()));
     pending_.pop_front();
@@ -1064,6 +1163,7 @@ bool ProcessPoolImpl::send_job(Slot& s, Job& j) {
 std::unique_ptr<Job> ProcessPoolImpl::sub_job(const Job& j, std::vector<ItemRef> items) {
   auto n = std::make_unique<Job>();
   n->id = next_job_++;
+  ++counters_.submitted;
   n->fn = j.fn;
   n->holder = j.holder;
   n->blameless = j.blameless;
@@ -1083,6 +1183,7 @@ std::unique_ptr<Job> ProcessPoolImpl::sub_job(const Job& j, std::vector<ItemRef>
     }
     n->orig = std::make_shared<const Bytes>(std::move(b));
     n->items = std::move(items);
+    queued_again(*n);
     return n;
   }
   // Rebuild the payload keeping each item's offset modulo 64, so alignment padding inside the
@@ -1106,6 +1207,7 @@ std::unique_ptr<Job> ProcessPoolImpl::sub_job(const Job& j, std::vector<ItemRef>
   }
   n->orig = std::make_shared<const Bytes>(e.take());  // further rebuilds start from here
   n->items = std::move(items);
+  queued_again(*n);
   return n;
 }
 
@@ -1165,6 +1267,7 @@ bool ProcessPoolImpl::drain(Slot& s, Done& done) {
     switch (f.h.kind) {
       case kReady:
         if (s.state == Slot::Booting) s.state = Slot::Ready;
+        emit_worker(observe::EventKind::WorkerStarted, s);
         s.init_failures = 0;
         boot_cv_.notify_all();
         break;
@@ -1225,8 +1328,12 @@ void ProcessPoolImpl::handle_result(Slot& s, std::span<const std::byte> payload,
     at[k] = {pos + 16, len};
     pos += 16 + len;
   }
-  note_job_time(load_at<std::int64_t>(payload, 8));
-  j.holder->elapsed += load_at<std::int64_t>(payload, 8);
+  const std::int64_t elapsed = load_at<std::int64_t>(payload, 8);
+  note_job_time(elapsed);
+  j.holder->elapsed += elapsed;
+  counters_.bytes_moved += payload.size();
+  std::size_t failures = 0;
+  std::string first_error;
   std::vector<ItemRef> retry;
   for (std::size_t k = 0; k < n; ++k) {
     const ItemRef& it = j.items[k];
@@ -1242,9 +1349,13 @@ void ProcessPoolImpl::handle_result(Slot& s, std::span<const std::byte> payload,
       Decoder d(body, at[k].first);
       TaskErrorInfo info = d.make<TaskErrorInfo>();  // corrupt: SerializationError
       if (d.remaining()) throw SerializationError("trailing bytes after a task error");
+      if (!failures++ && j.task_id)
+        first_error = info.type_name + ": " + info.message + "\n" + info.stack_trace;
       error_outcome(j, it, std::move(info), retry, done);
     }
   }
+  ++s.tasks_ended;
+  job_ended(s, j, failures, elapsed, std::move(first_error));
   std::unique_ptr<Job> finished = std::move(s.assigned.front());
   s.assigned.pop_front();
   if (!retry.empty()) pending_.push_back(sub_job(*finished, std::move(retry)));
@@ -1258,6 +1369,7 @@ void ProcessPoolImpl::error_outcome(Job& j, const ItemRef& it, TaskErrorInfo inf
     ItemRef r = it;
     ++r.attempts;
     ++stats_.retries;
+    if (j.task_id) emit_job(observe::EventKind::TaskRetried, j);
     retry.push_back(r);
   } else {
     fail_item(j, it, std::make_exception_ptr(TaskError(std::move(info))), done);
@@ -1296,8 +1408,13 @@ void ProcessPoolImpl::handle_batch_result(Slot& s, std::span<const std::byte> pa
     infos.push_back(d.make<TaskErrorInfo>());
     if (d.remaining()) throw SerializationError("trailing bytes after a task error");
   }
-  note_job_time(load_at<std::int64_t>(payload, 8));
-  j.holder->elapsed += load_at<std::int64_t>(payload, 8);
+  const std::int64_t elapsed = load_at<std::int64_t>(payload, 8);
+  note_job_time(elapsed);
+  j.holder->elapsed += elapsed;
+  counters_.bytes_moved += payload.size();
+  std::string first_error;
+  if (!infos.empty() && j.task_id)
+    first_error = infos[0].type_name + ": " + infos[0].message + "\n" + infos[0].stack_trace;
   const std::byte* raw = payload.data() + results_at;
   if (j.items.empty()) {
     j.holder->sink->values_raw(raw, n, nullptr);
@@ -1314,9 +1431,20 @@ void ProcessPoolImpl::handle_batch_result(Slot& s, std::span<const std::byte> pa
     error_outcome(j, it, std::move(infos[e]), retry, done);
   }
   item_done(j, done, n - errs.size());
+  ++s.tasks_ended;
+  job_ended(s, j, errs.size(), elapsed, std::move(first_error));
   std::unique_ptr<Job> finished = std::move(s.assigned.front());
   s.assigned.pop_front();
   if (!retry.empty()) pending_.push_back(sub_job(*finished, std::move(retry)));
+}
+
+std::string exit_text(const ExitStatus& es) {
+  if (es.signal) {
+    const char* name = sigabbrev_np(es.signal);
+    return "killed by signal " + std::to_string(es.signal) +
+           (name ? std::string(" (SIG") + name + ")" : std::string());
+  }
+  return "exited with code " + std::to_string(es.exit_code);
 }
 
 void ProcessPoolImpl::handle_exit(Slot& s, const ExitStatus& es, Done& done) {
@@ -1349,6 +1477,7 @@ void ProcessPoolImpl::handle_exit(Slot& s, const ExitStatus& es, Done& done) {
       } else if (culprit.attempts < opts_.retries && accepting_) {
         ++culprit.attempts;
         ++stats_.retries;
+        if (j.task_id) emit_job(observe::EventKind::TaskRetried, j);
         again.push_back(sub_job(j, {culprit}));
       } else {
         std::string detail =
@@ -1360,6 +1489,11 @@ void ProcessPoolImpl::handle_exit(Slot& s, const ExitStatus& es, Done& done) {
             WorkerCrashed(s.pid, es.signal, es.exit_code, culprit.index, detail));
       }
       if (err) fail_item(j, culprit, err, done);
+      // The job as scheduled ends here (its other items run again as new tasks).
+      ++counters_.failed;
+      if (j.task_id)
+        emit_job(observe::EventKind::TaskFailed, j, static_cast<int>(s.index), s.pid, 0,
+                 exit_text(es).c_str());
       if (!after.empty()) again.push_back(sub_job(j, std::move(after)));
     } else if (s.kill == Slot::Corrupt && jp == s.assigned.front()) {
       // Its result was behind the corrupt bytes: the job fails, it is not run again.
@@ -1383,6 +1517,12 @@ void ProcessPoolImpl::handle_exit(Slot& s, const ExitStatus& es, Done& done) {
   }
   s.assigned.clear();
   if (held && !clean_retire) ++stats_.crashes;
+  if (observe::active()) {
+    const bool asked = clean_retire || s.state == Slot::Stopping || s.kill == Slot::Stop;
+    const std::string how = exit_text(es);
+    emit_worker(asked ? observe::EventKind::WorkerStopped : observe::EventKind::WorkerCrashed, s,
+                how.c_str());
+  }
   requeue_front(again);
   by_pid_.erase(s.pid);
   fs_.forget(s.pid);
@@ -1561,6 +1701,8 @@ void ProcessPoolImpl::shutdown(bool wait, bool cancel_pending) {
     accepting_ = false;
     if (cancel_pending) {
       for (auto& jp : pending_) {
+        ++counters_.cancelled;
+        if (jp->task_id) emit_job(observe::EventKind::TaskCancelled, *jp);
         if (!jp->holder->started) {
           jp->holder->finished = true;
           jp->holder->sink->cancel();
@@ -1599,6 +1741,10 @@ ProcessPool::~ProcessPool() = default;
 
 std::vector<pid_t> ProcessPool::pids() const {
   return impl_->pids();
+}
+
+observe::Counters ProcessPool::counters() const {
+  return impl_->counters();
 }
 
 ProcessPool::Stats ProcessPool::stats() const {

@@ -4,6 +4,7 @@
 #include "parx/thread_pool.hpp"
 
 #include <pthread.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <climits>
@@ -14,6 +15,7 @@
 #include <thread>
 
 #include "parx/detail/wsq.hpp"
+#include "parx/observe/metrics.hpp"
 
 namespace parx::detail {
 namespace {
@@ -70,7 +72,7 @@ std::int64_t spin_from_env() {
 
 struct Worker;
 
-class PoolCore {
+class PoolCore final : public observe::detail::PoolSource {
  public:
   PoolCore(const ThreadPool::Options& o, std::uint64_t id);
   ~PoolCore();
@@ -82,6 +84,9 @@ class PoolCore {
   bool help_one(Worker& w) noexcept;
   int current_worker() const noexcept;
   Worker* current() const noexcept;
+  void count_submitted(std::size_t n) noexcept;
+  observe::Counters counters() const noexcept;
+  observe::PoolSnapshot snapshot() const override;
 
   std::vector<std::unique_ptr<Worker>> workers_;
   const std::uint64_t id_;
@@ -121,20 +126,53 @@ class PoolCore {
   std::atomic<bool> cancel_{false};
   std::mutex join_mu_;
   bool joined_ = false;
+  std::atomic<bool> joined_flag_{false};
   // Start-up: workers report their initializer's outcome.
   std::mutex init_mu_;
   std::condition_variable init_cv_;
   std::size_t init_done_ = 0;
   std::exception_ptr init_error_;
+  alignas(64) std::atomic<std::uint64_t> submitted_outside_{0};  // by non-worker threads
 
  public:
   std::exception_ptr wait_started();
+  observe::detail::PoolRegistration registration_;  // last: unregistered first
+};
+
+// Per-worker task counters: written only by their worker (load + store, no read-modify-write),
+// read by counters() from any thread.
+struct WorkerCounters {
+  std::atomic<std::uint64_t> submitted{0}, started{0}, done{0}, failed{0}, cancelled{0};
+  static void bump(std::atomic<std::uint64_t>& c) noexcept {
+    c.store(c.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+  }
+  void count(observe::EventKind kind) noexcept {
+    switch (kind) {
+      case observe::EventKind::TaskStarted:
+        bump(started);
+        break;
+      case observe::EventKind::TaskFinished:
+        bump(done);
+        break;
+      case observe::EventKind::TaskFailed:
+        bump(failed);
+        break;
+      case observe::EventKind::TaskCancelled:
+        bump(cancelled);
+        break;
+      default:
+        break;
+    }
+  }
 };
 
 struct Worker final : Helper, TaskObserver {
   Worker(PoolCore& p, int i) : pool(p), index(i), rng(0x9E3779B97F4A7C15ull * (i + 1)) {}
   bool help_one() override { return pool.help_one(*this); }
+  void count(observe::EventKind kind) noexcept override { counters.count(kind); }
   void on(observe::EventKind kind, std::uint64_t task_id) noexcept override {
+    counters.count(kind);
+    if (!observe::active()) return;
     observe::Event e{};
     e.kind = kind;
     e.executor_id = pool.id_;
@@ -153,6 +191,7 @@ struct Worker final : Helper, TaskObserver {
   PoolCore& pool;
   const int index;
   std::uint64_t rng;
+  alignas(64) WorkerCounters counters;
   WorkStealingDeque<TaskNode*> deque;
   std::thread thread;
 };
@@ -167,10 +206,66 @@ PoolCore::PoolCore(const ThreadPool::Options& o, std::uint64_t id)
   if (n == 0) n = 1;
   for (std::size_t i = 0; i < n; ++i)
     workers_.push_back(std::make_unique<Worker>(*this, static_cast<int>(i)));
+  registration_.attach(this);
 }
 
 PoolCore::~PoolCore() {
   shutdown(true, false);
+}
+
+void PoolCore::count_submitted(std::size_t n) noexcept {
+  if (Worker* w = current()) {
+    w->counters.submitted.store(w->counters.submitted.load(std::memory_order_relaxed) + n,
+                                std::memory_order_relaxed);
+  } else {
+    submitted_outside_.fetch_add(n, std::memory_order_relaxed);
+  }
+}
+
+observe::Counters PoolCore::counters() const noexcept {
+  observe::Counters c;
+  c.submitted = submitted_outside_.load(std::memory_order_relaxed);
+  std::uint64_t started = 0;
+  for (const auto& w : workers_) {
+    c.submitted += w->counters.submitted.load(std::memory_order_relaxed);
+    started += w->counters.started.load(std::memory_order_relaxed);
+    c.done += w->counters.done.load(std::memory_order_relaxed);
+    c.failed += w->counters.failed.load(std::memory_order_relaxed);
+    c.cancelled += w->counters.cancelled.load(std::memory_order_relaxed);
+  }
+  const std::uint64_t ended = c.done + c.failed;
+  c.running = started > ended ? started - ended : 0;
+  const std::uint64_t left = started + c.cancelled;
+  c.queue_depth = c.submitted > left ? c.submitted - left : 0;
+  if (c.submitted < left) c.submitted = left;  // read between a start and its queuing count
+  return c;
+}
+
+observe::PoolSnapshot PoolCore::snapshot() const {
+  observe::PoolSnapshot s;
+  s.id = id_;
+  s.kind = "thread";
+  s.counters = counters();
+  static const std::string host = [] {
+    char buf[256] = {};
+    gethostname(buf, sizeof buf - 1);
+    return std::string(buf);
+  }();
+  for (const auto& w : workers_) {
+    observe::WorkerState ws;
+    ws.index = w->index;
+    ws.pid = getpid();
+    ws.host = host;
+    const std::uint64_t started = w->counters.started.load(std::memory_order_relaxed);
+    const std::uint64_t ended = w->counters.done.load(std::memory_order_relaxed) +
+                                w->counters.failed.load(std::memory_order_relaxed);
+    ws.tasks = ended;
+    ws.state = joined_flag_.load(std::memory_order_relaxed) ? "stopped"
+               : started > ended                            ? "busy"
+                                                            : "idle";
+    s.workers.push_back(std::move(ws));
+  }
+  return s;
 }
 
 void PoolCore::start() {
@@ -225,7 +320,7 @@ void PoolCore::schedule_external(TaskNode* const* ts, std::size_t n) {
 }
 
 void PoolCore::execute(Worker& w, TaskNode* t) noexcept {
-  TaskObserver* obs = observe::active() ? &w : nullptr;
+  TaskObserver* obs = &w;  // counts always; emits events only when someone listens
   if (cancel_.load(std::memory_order_relaxed)) {
     t->drop(obs);
   } else {
@@ -410,6 +505,7 @@ void PoolCore::shutdown(bool wait, bool cancel_pending) {
   for (auto& w : workers_)
     if (w->thread.joinable()) w->thread.join();
   joined_ = true;
+  joined_flag_.store(true, std::memory_order_relaxed);
 }
 
 void PoolCoreDeleter::operator()(PoolCore* p) const noexcept {
@@ -421,12 +517,15 @@ namespace {
 class LoopHelper final : public TaskNode {
  public:
   explicit LoopHelper(LoopCtl* c) : ctl_(c) { ctl_->add_ref(); }
-  void run(TaskObserver*) noexcept override {
+  void run(TaskObserver* obs) noexcept override {
+    if (obs) obs->count(observe::EventKind::TaskStarted);
     ctl_->work();
+    if (obs) obs->count(observe::EventKind::TaskFinished);
     ctl_->release();
     delete this;
   }
-  void drop(TaskObserver*) noexcept override {
+  void drop(TaskObserver* obs) noexcept override {
+    if (obs) obs->count(observe::EventKind::TaskCancelled);
     ctl_->release();
     delete this;
   }
@@ -471,11 +570,16 @@ bool ThreadPool::is_shutdown() const noexcept {
   return !core_->accepting_.load(std::memory_order_relaxed);
 }
 
+observe::Counters ThreadPool::counters() const noexcept {
+  return core_->counters();
+}
+
 void ThreadPool::shutdown(bool wait, bool cancel_pending) {
   core_->shutdown(wait, cancel_pending);
 }
 
 void ThreadPool::emit_queued(detail::TaskNode* t) {
+  core_->count_submitted(1);
   if (!observe::active()) return;
   t->task_id = observe::next_task_id();
   observe::Event e{};
@@ -537,6 +641,7 @@ void ThreadPool::run_loop(std::int64_t n, std::int64_t fixed_chunk, detail::Loop
     return;
   }
 
+  core_->count_submitted(static_cast<std::size_t>(helpers));
   auto* ctl = new detail::LoopCtl(0, n, fixed_chunk, 1,
                                   static_cast<int>(helpers + (participate ? 1 : 0)), body, ctx);
   int slot = -1;

@@ -59,6 +59,7 @@
 #include <string>
 #include <vector>
 
+#include "parx/observe/metrics.hpp"
 #include "parx/process_pool.hpp"
 
 namespace parx {
@@ -135,6 +136,9 @@ class ClusterPool {
   // Every rank of the pool with its counters (driver only; counters as of the call).
   std::vector<Rank> ranks() const;
   Stats stats() const;
+  // Task counters since construction (observe/metrics.hpp); a task is one submit or one map
+  // chunk; `bytes_moved` counts job and result messages as sent. Driver only.
+  observe::Counters counters() const;
   bool is_shutdown() const noexcept;
 
   // Runs registered `fn(args...)` on some rank.

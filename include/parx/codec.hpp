@@ -674,6 +674,62 @@ void Decoder::get(T& v) {
   }
 }
 
+// ---- encodability ------------------------------------------------------------------------------
+
+namespace detail {
+template <class T>
+constexpr bool encodable();
+template <class Tuple, std::size_t... I>
+constexpr bool all_encodable(std::index_sequence<I...>) {
+  return (encodable<std::remove_cvref_t<std::tuple_element_t<I, Tuple>>>() && ...);
+}
+template <class V, std::size_t... I>
+constexpr bool all_alternatives_encodable(std::index_sequence<I...>) {
+  return (encodable<std::variant_alternative_t<I, V>>() && ...);
+}
+// Mirrors Encoder::put's dispatch, answering false where put would not compile.
+template <class T>
+constexpr bool encodable() {
+  if constexpr (user_defined<T>() || std::is_same_v<T, bool> || memcpy_safe<T>()) {
+    return true;
+  } else if constexpr (is_basic_string<T>::value || is_string_view<T>::value) {
+    return memcpy_safe<typename T::value_type>();
+  } else if constexpr (std::is_same_v<T, std::vector<bool>> || std::is_same_v<T, std::monostate> ||
+                       std::is_empty_v<T>) {
+    return true;
+  } else if constexpr (is_std_array<T>::value) {
+    return encodable<typename T::value_type>();
+  } else if constexpr (is_pair<T>::value) {
+    return encodable<typename T::first_type>() && encodable<typename T::second_type>();
+  } else if constexpr (is_tuple<T>::value) {
+    return all_encodable<T>(std::make_index_sequence<std::tuple_size_v<T>>{});
+  } else if constexpr (is_optional<T>::value) {
+    return encodable<typename T::value_type>();
+  } else if constexpr (is_variant<T>::value) {
+    return all_alternatives_encodable<T>(std::make_index_sequence<std::variant_size_v<T>>{});
+  } else if constexpr (is_complex<T>::value || is_duration<T>::value) {
+    return true;
+  } else if constexpr (MapLike<T>) {
+    return encodable<std::remove_cv_t<typename T::key_type>>() &&
+           encodable<typename T::mapped_type>();
+  } else if constexpr (SetLike<T> || Sequence<T>) {
+    return encodable<typename T::value_type>();
+  } else if constexpr (std::is_pointer_v<T> || std::is_reference_v<T>) {
+    return false;
+  } else if constexpr (std::is_aggregate_v<T> && reflectable_v<T>) {
+    using Tied = decltype(tie_members(std::declval<T&>()));
+    return all_encodable<Tied>(std::make_index_sequence<std::tuple_size_v<Tied>>{});
+  } else {
+    return false;
+  }
+}
+}  // namespace detail
+
+// True if parx::encode accepts T (and decode gives it back): the codec's rules, checked without
+// instantiating the encoder, for code that encodes only when it can.
+template <class T>
+inline constexpr bool is_encodable_v = detail::encodable<std::remove_cvref_t<T>>();
+
 // ---- free functions ---------------------------------------------------------------------------
 
 // Encodes `values...` one after another into a new byte vector.

@@ -127,6 +127,14 @@ class InvalidArgument : public Error {
   explicit InvalidArgument(const std::string& what) : Error("parx::InvalidArgument: " + what) {}
 };
 
+// A checkpoint journal that cannot be used: corrupt (not just a torn last record), written by a
+// different map (another function, other inputs), or not writable. The message names the file
+// and what to do; results are never silently mixed.
+class CheckpointError : public Error {
+ public:
+  explicit CheckpointError(const std::string& what) : Error("parx::CheckpointError: " + what) {}
+};
+
 // Demangled name of the dynamic type of the exception held by `e` ("unknown" if not a
 // std::exception). Used to build TaskError on the worker side.
 std::string exception_type_name(const std::exception_ptr& e);

@@ -9,15 +9,19 @@
 //   * `imap(f, inputs, MapOptions)` — lazy, ordered; `imap_unordered` — lazy, completion order
 //   * `shutdown(wait, cancel_pending)` and `workers()`
 //
-// MapOptions is one aggregate, so call sites read like Python keyword arguments and later
-// modules extend it (progress, checkpoint, timeout, retries) without breaking them:
+// MapOptions is one aggregate, so call sites read like Python keyword arguments:
 //   pool.map(f, inputs, {.chunksize = 64, .max_in_flight = 10'000});
+//   pool.map(f, inputs, {.progress = true, .checkpoint = "sweep.ckpt"});
 //
 // Thread-safety: MapOptions/MapStats are plain values.
 #pragma once
 
+#include <chrono>
 #include <concepts>
 #include <cstddef>
+#include <functional>
+#include <string>
+#include <string_view>
 #include <vector>
 
 #include "parx/future.hpp"
@@ -30,6 +34,20 @@ struct MapStats {
   std::size_t chunks = 0;     // tasks the items were batched into
   std::size_t chunksize = 0;  // effective chunk size (the last one chosen when adaptive)
   double seconds = 0;         // wall time of the map
+  std::size_t resumed = 0;    // items whose results came from the checkpoint, not from a run
+};
+
+// What a map's progress reports (MapOptions::on_progress, and the bar).
+struct Progress {
+  std::size_t done = 0;     // items ended (with a value or an exception), resumed ones included
+  std::size_t failed = 0;   // of which ended with an exception
+  std::size_t resumed = 0;  // of which restored from the checkpoint
+  std::size_t total = 0;    // items in the input; 0 when its size is not known
+  double elapsed = 0;       // seconds since the map started
+  double rate = 0;          // items per second, recent (resumed items excluded)
+  double eta = -1;          // seconds left; < 0 when unknown
+  bool finished = false;    // the last report of this map
+  std::string_view label;   // the map's name (MapOptions::label, else the function's)
 };
 
 struct MapOptions {
@@ -47,6 +65,26 @@ struct MapOptions {
   std::size_t target_chunk_us = 0;
   // When non-null, receives statistics once the map (or the imap iteration) ends.
   MapStats* stats = nullptr;
+
+  // -- observation (observe module) --
+  // Draw a progress bar on stderr (done/total, failures, rate, ETA, elapsed), redrawn at most
+  // 5 times a second; periodic plain lines when stderr is not a terminal. PARX_PROGRESS=1 turns
+  // it on for every map, PARX_PROGRESS=0 off for every map.
+  bool progress = false;
+  // Called with the map's progress from parx's progress thread (never from a worker), at most
+  // 5 times a second and once more at the end with `finished` set. Must not throw.
+  std::function<void(const Progress&)> on_progress;
+  // Name shown by the bar and the callback; default: the function's registered name, or "map".
+  std::string label;
+
+  // -- durability (durable module) --
+  // Journal file: each finished item's result is appended (with a checksum) as it arrives; a
+  // re-run of the same map with the same file runs only the items not in it and returns the
+  // results an uninterrupted run would. Results and inputs must be encodable (parx::codec).
+  std::string checkpoint;
+  // Bound on what a machine crash can lose: the journal is fsync'ed at least this often (and at
+  // the end). A crash of the program itself loses nothing that was written.
+  std::chrono::milliseconds checkpoint_sync{1000};
 };
 
 namespace detail {

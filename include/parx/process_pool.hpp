@@ -71,6 +71,7 @@
 #include "parx/errors.hpp"
 #include "parx/executor.hpp"
 #include "parx/future.hpp"
+#include "parx/observe/metrics.hpp"
 #include "parx/remote.hpp"
 
 namespace parx {
@@ -421,6 +422,9 @@ class ProcessPool {
   // Pids of the live workers (for diagnostics and tests).
   std::vector<pid_t> pids() const;
   Stats stats() const;
+  // Task counters since construction (observe/metrics.hpp): a task is one submit or one map chunk;
+  // `retried` counts items run again, `bytes_moved` the encoded arguments and results.
+  observe::Counters counters() const;
   bool is_shutdown() const noexcept;
 
   // Runs registered `fn(args...)` in a worker.

@@ -54,6 +54,7 @@
 #include "parx/detail/task.hpp"
 #include "parx/executor.hpp"
 #include "parx/future.hpp"
+#include "parx/observe/metrics.hpp"
 
 namespace parx {
 
@@ -91,6 +92,9 @@ class ThreadPool {
   int current_worker() const noexcept;
   std::uint64_t id() const noexcept { return id_; }
   bool is_shutdown() const noexcept;
+  // Task counters since construction (see observe/metrics.hpp). A map over random-access input
+  // counts its loop helpers as tasks.
+  observe::Counters counters() const noexcept;
 
   // Runs f(args...) on a worker.
   template <class F, class... A>
@@ -119,6 +123,12 @@ class ThreadPool {
   template <std::integral I, class F>
   void parallel_for(I first, I last, F&& f, std::size_t grain = 0);
 
+ private:
+  // map through the chunked engine (lazy inputs, progress, checkpoint).
+  template <class R, class F, std::ranges::input_range Rg>
+  auto map_chunked(F&& f, Rg&& inputs, const MapOptions& opts);
+
+ public:
   // reduce over map(i) for i in [first, last), starting from `identity`; chunks are combined in
   // index order. `grain` 0 (default) = n/1024 rounded up (so the result does not depend on the
   // worker count).
@@ -267,6 +277,8 @@ auto ThreadPool::map(F&& f, Rg&& inputs, const MapOptions& opts) {
       *opts.stats = {items, chunks, chunksize, static_cast<double>(detail::now_ns() - t0) * 1e-9};
   };
   if constexpr (std::ranges::random_access_range<Rg> && std::ranges::sized_range<Rg>) {
+    if (detail::map_observed(opts))
+      return map_chunked<R>(std::forward<F>(f), std::forward<Rg>(inputs), opts);
     const std::int64_t n = static_cast<std::int64_t>(std::ranges::size(inputs));
     auto first = std::ranges::begin(inputs);
     if constexpr (std::is_void_v<R>) {
@@ -305,19 +317,21 @@ auto ThreadPool::map(F&& f, Rg&& inputs, const MapOptions& opts) {
       return out;
     }
   } else {
-    MapOptions o = opts;
-    o.ordered = true;
-    auto stream = imap(std::forward<F>(f), std::forward<Rg>(inputs), o);
-    if constexpr (std::is_void_v<R>) {
-      while (stream.next()) {
-      }
-      return;
-    } else {
-      std::vector<R> out;
-      while (auto v = stream.next())
-        out.push_back(std::move(*v));
-      return out;
+    return map_chunked<R>(std::forward<F>(f), std::forward<Rg>(inputs), opts);
+  }
+}
+
+template <class R, class F, std::ranges::input_range Rg>
+auto ThreadPool::map_chunked(F&& f, Rg&& inputs, const MapOptions& opts) {
+  MapOptions o = opts;
+  o.ordered = true;
+  auto stream = imap(std::forward<F>(f), std::forward<Rg>(inputs), o);
+  if constexpr (std::is_void_v<R>) {
+    while (stream.next()) {
     }
+    return;
+  } else {
+    return stream.to_vector();
   }
 }
 

@@ -25,7 +25,13 @@
 #include <variant>
 #include <vector>
 
+#include <string>
+#include <typeinfo>
+
+#include "parx/codec.hpp"
+#include "parx/detail/map_observe.hpp"
 #include "parx/executor.hpp"
+#include "parx/remote.hpp"
 #include "parx/when.hpp"
 
 namespace parx::detail {
@@ -44,7 +50,22 @@ struct ChunkResult {
 
   std::size_t size() const noexcept { return dense.empty() ? values.size() : dense.size(); }
   R&& take(std::size_t i) { return dense.empty() ? std::move(*values[i]) : std::move(dense[i]); }
+  const R& peek(std::size_t i) const { return dense.empty() ? *values[i] : dense[i]; }
 };
+
+// The name a map shows in progress reports: the registered name of a function, else "map".
+template <class F>
+std::string function_label(const F& f) {
+  if constexpr (std::is_pointer_v<F> && std::is_function_v<std::remove_pointer_t<F>>) {
+    if (const RemoteEntry* e = find_remote_by_pointer(reinterpret_cast<const void*>(f)))
+      return e->name;
+    return {};
+  } else if constexpr (requires { f.fn; }) {
+    return function_label(f.fn);
+  } else {
+    return {};
+  }
+}
 
 // Runs `f` over `items`, keeping each item's outcome.
 template <class R, class F, class In>
@@ -87,7 +108,29 @@ class MapStream {
         target_ns_(static_cast<std::int64_t>(opts.target_chunk_us ? opts.target_chunk_us
                                                                   : default_target_us) *
                    1000),
-        t0_(now_ns()) {}
+        t0_(now_ns()) {
+    if (!map_observed(opts_)) return;
+    std::size_t total = 0;
+    if constexpr (std::ranges::sized_range<View>)
+      total = static_cast<std::size_t>(std::ranges::size(view_));
+    const std::string fn = function_label(*f_);
+    monitor_ = MapMonitor::start(opts_, total, opts_.label.empty() ? fn : opts_.label);
+    if (!opts_.checkpoint.empty()) {
+      if constexpr (is_encodable_v<In> && is_encodable_v<R>) {
+        journal_ = std::make_shared<Journal>(
+            opts_.checkpoint,
+            "fn=" + (fn.empty() ? std::string(typeid(F).name()) : fn) +
+                "; in=" + typeid(In).name() + "; out=" + typeid(R).name() +
+                "; n=" + (std::ranges::sized_range<View> ? std::to_string(total) : "unsized"),
+            opts_.checkpoint_sync);
+      } else {
+        throw InvalidArgument(
+            "checkpoint: the map's inputs and results must be encodable by parx::codec to be "
+            "journaled (input " +
+            std::string(typeid(In).name()) + ", result " + typeid(R).name() + ")");
+      }
+    }
+  }
 
   MapStream(const MapStream&) = delete;
   MapStream& operator=(const MapStream&) = delete;
@@ -96,10 +139,11 @@ class MapStream {
     // Tasks not yet started are cancelled; running ones finish into states nobody reads (they own
     // their inputs and a reference to f).
     for (auto& c : ordered_)
-      c.fut.cancel();
+      c.cancel();
     for (auto& [seq, c] : unordered_)
-      c.fut.cancel();
+      c.cancel();
     write_stats();
+    if (monitor_) monitor_->finish();
   }
 
   // The next result, std::nullopt at the end. Rethrows the item's exception at its position.
@@ -115,7 +159,10 @@ class MapStream {
       }
       cur_.reset();
       refill();
-      if (ordered_.empty() && unordered_.empty()) return std::nullopt;
+      if (ordered_.empty() && unordered_.empty()) {
+        end_observed();
+        return std::nullopt;
+      }
       take_next_chunk();
     }
   }
@@ -148,16 +195,109 @@ class MapStream {
       }
       cur_.reset();
       refill();
-      if (ordered_.empty() && unordered_.empty()) return;
+      if (ordered_.empty() && unordered_.empty()) {
+        end_observed();
+        return;
+      }
       take_next_chunk();
     }
   }
 
  private:
+  using CR = ChunkResult<R>;
   struct InFlight {
-    Future<ChunkResult<R>> fut;
+    Future<CR> fut;
     std::size_t count;
+    Future<CR> src = {};  // the executor's future when `fut` is the observed copy
+    void cancel() {
+      fut.cancel();
+      if (src.valid()) src.cancel();
+    }
   };
+
+  // The map is complete: the last progress report, the journal synced.
+  void end_observed() {
+    if (monitor_) monitor_->finish();
+    if (journal_) {
+      auto j = std::move(journal_);
+      j->close();
+    }
+  }
+
+  // Interposes on a chunk's future: when it completes, progress is counted and results are
+  // journaled (on the completing thread, before the consumer sees the chunk).
+  Future<CR> observe_chunk(Future<CR>& fut, std::size_t first,
+                           std::shared_ptr<std::vector<std::uint64_t>> hashes) {
+    Ref<State<CR>> out(new State<CR>());
+    Future<CR> outf = make_future<CR>(Ref<State<CR>>(out.get(), false));
+    Ref<State<CR>> src(state_of(fut), false);
+    State<CR>& s = *src;
+    on_complete(s, [src = std::move(src), out = std::move(out), mon = monitor_, jr = journal_,
+                    first, hashes = std::move(hashes)](StateBase&) mutable noexcept {
+      const auto st = src->status();
+      if (st == StateBase::kValue) {
+        CR cr = src->take();
+        if (mon) mon->ended(cr.size(), cr.errors.size());
+        if (jr) journal_chunk(*jr, cr, first, *hashes);
+        out->set_value(std::move(cr));
+      } else if (st == StateBase::kError) {
+        out->set_exception(src->exception());
+      } else {
+        out->set_exception(std::make_exception_ptr(Cancelled()));
+      }
+    });
+    return outf;
+  }
+
+  static void journal_chunk(Journal& jr, const CR& cr, std::size_t first,
+                            const std::vector<std::uint64_t>& hashes) noexcept {
+    if constexpr (is_encodable_v<In> && is_encodable_v<R>) {
+      try {
+        std::vector<Bytes> enc;
+        std::vector<Journal::Record> recs;
+        enc.reserve(cr.size());
+        recs.reserve(cr.size());
+        std::size_t e = 0;
+        for (std::size_t i = 0; i < cr.size(); ++i) {
+          if (e < cr.errors.size() && cr.errors[e].first == i) {
+            ++e;  // failed items are not journaled: a re-run tries them again
+            continue;
+          }
+          enc.push_back(encode(cr.peek(i)));
+        }
+        e = 0;
+        std::size_t k = 0;
+        for (std::size_t i = 0; i < cr.size(); ++i) {
+          if (e < cr.errors.size() && cr.errors[e].first == i) {
+            ++e;
+            continue;
+          }
+          recs.push_back({first + i, hashes[i], enc[k++]});
+        }
+        jr.append(recs);
+      } catch (...) {
+        // Encoding a result failed (out of memory): the item is simply not journaled.
+      }
+    }
+  }
+
+  // Results of items [first, first + count) restored from the journal, as a ready chunk.
+  Future<CR> restored_chunk(const std::vector<const std::vector<std::byte>*>& found) {
+    CR cr;
+    if constexpr (is_encodable_v<R>) {
+      cr.values.reserve(found.size());
+      for (const auto* b : found) {
+        try {
+          cr.values.emplace_back(decode<R>(std::span<const std::byte>(*b)));
+        } catch (const SerializationError& e) {
+          throw CheckpointError(opts_.checkpoint +
+                                ": a recorded result does not decode as this map's result type (" +
+                                e.what() + "). Delete the file to start over");
+        }
+      }
+    }
+    return make_ready_future(std::move(cr));
+  }
 
   std::size_t limit() const {
     if (opts_.max_in_flight) return std::max(opts_.max_in_flight, std::size_t{1});
@@ -202,25 +342,82 @@ class MapStream {
         }
       }
       if (items.empty()) break;
-      const std::size_t count = items.size();
       const std::size_t first = pulled_;
-      pulled_ += count;
-      Future<ChunkResult<R>> fut;
-      if constexpr (requires { ex_.template submit_chunk<R>(*f_, std::move(items), first); }) {
-        fut = ex_.template submit_chunk<R>(*f_, std::move(items), first);
+      pulled_ += items.size();
+      if (journal_) {
+        submit_resuming(std::move(items), first);
       } else {
-        fut = ex_.submit(
-            [f = f_, items = std::move(items)]() mutable { return run_chunk<R>(*f, items); });
+        submit_items(std::move(items), first, nullptr);
       }
-      in_flight_items_ += count;
-      ++chunks_;
-      if (opts_.ordered) {
-        ordered_.push_back({std::move(fut), count});
-      } else {
-        const std::size_t seq = next_seq_++;
-        on_complete(*state_of(fut), [o = order_, seq](StateBase&) noexcept { o->push(seq); });
-        unordered_.emplace(seq, InFlight{std::move(fut), count});
+    }
+  }
+
+  // With a journal: items already recorded come back from it, runs of the others are submitted.
+  void submit_resuming(std::vector<In> items, std::size_t first) {
+    if constexpr (is_encodable_v<In> && is_encodable_v<R>) {
+      const std::size_t n = items.size();
+      std::vector<std::uint64_t> hashes(n);
+      std::vector<const std::vector<std::byte>*> found(n);
+      for (std::size_t i = 0; i < n; ++i) {
+        hashes[i] = Journal::hash(encode(items[i]));
+        found[i] = journal_->find(first + i, hashes[i]);
       }
+      std::size_t i = 0;
+      while (i < n) {
+        std::size_t j = i;
+        const bool done = found[i] != nullptr;
+        while (j < n && (found[j] != nullptr) == done)
+          ++j;
+        if (done) {
+          std::vector<const std::vector<std::byte>*> run(found.begin() + i, found.begin() + j);
+          push(restored_chunk(run), j - i, {});
+          resumed_ += j - i;
+          if (monitor_) monitor_->resumed(j - i);
+        } else {
+          std::vector<In> part;
+          if (i == 0 && j == n) {
+            part = std::move(items);
+          } else {
+            part.reserve(j - i);
+            for (std::size_t k = i; k < j; ++k)
+              part.push_back(std::move(items[k]));
+          }
+          submit_items(
+              std::move(part), first + i,
+              std::make_shared<std::vector<std::uint64_t>>(hashes.begin() + i, hashes.begin() + j));
+        }
+        i = j;
+      }
+    }
+  }
+
+  void submit_items(std::vector<In> items, std::size_t first,
+                    std::shared_ptr<std::vector<std::uint64_t>> hashes) {
+    const std::size_t count = items.size();
+    Future<CR> fut;
+    if constexpr (requires { ex_.template submit_chunk<R>(*f_, std::move(items), first); }) {
+      fut = ex_.template submit_chunk<R>(*f_, std::move(items), first);
+    } else {
+      fut = ex_.submit(
+          [f = f_, items = std::move(items)]() mutable { return run_chunk<R>(*f, items); });
+    }
+    ++chunks_;
+    if (monitor_ || journal_) {
+      Future<CR> seen = observe_chunk(fut, first, std::move(hashes));
+      push(std::move(seen), count, std::move(fut));
+    } else {
+      push(std::move(fut), count, {});
+    }
+  }
+
+  void push(Future<CR> fut, std::size_t count, Future<CR> src) {
+    in_flight_items_ += count;
+    if (opts_.ordered) {
+      ordered_.push_back({std::move(fut), count, std::move(src)});
+    } else {
+      const std::size_t seq = next_seq_++;
+      on_complete(*state_of(fut), [o = order_, seq](StateBase&) noexcept { o->push(seq); });
+      unordered_.emplace(seq, InFlight{std::move(fut), count, std::move(src)});
     }
   }
 
@@ -238,6 +435,7 @@ class MapStream {
     cur_.emplace(c.fut.get());  // chunk tasks never throw; cancellation cannot happen here
     pos_ = 0;
     err_ = 0;
+    if (!c.src.valid() && journal_) return;  // restored from the journal: no timing
     adapt(c.count, cur_->elapsed_ns);
   }
 
@@ -259,6 +457,7 @@ class MapStream {
     opts_.stats->chunks = chunks_;
     opts_.stats->chunksize = chunk_;
     opts_.stats->seconds = static_cast<double>(now_ns() - t0_) * 1e-9;
+    opts_.stats->resumed = resumed_;
   }
 
   Ex& ex_;
@@ -285,6 +484,9 @@ class MapStream {
   std::optional<ChunkResult<R>> cur_;
   std::size_t pos_ = 0;
   std::size_t err_ = 0;
+  std::size_t resumed_ = 0;
+  std::shared_ptr<MapMonitor> monitor_;
+  std::shared_ptr<Journal> journal_;
 };
 
 }  // namespace parx::detail

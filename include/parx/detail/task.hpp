@@ -26,6 +26,8 @@ struct LoopStats {
 class TaskObserver {
  public:
   virtual void on(observe::EventKind kind, std::uint64_t task_id) noexcept = 0;
+  // Counts a step of a unit that emits no events (a loop helper): counters only.
+  virtual void count(observe::EventKind kind) noexcept = 0;
 
  protected:
   ~TaskObserver() = default;

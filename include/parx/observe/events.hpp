@@ -40,6 +40,8 @@ enum class EventKind : std::uint8_t {
   TaskCancelled,
   WorkerStarted,
   WorkerStopped,
+  TaskRetried,    // a task (or some of its items) runs again after a crash or an exception
+  WorkerCrashed,  // a worker process died unasked (signal or exit code in `detail`)
 };
 
 // Short lower-case name of a kind ("task_queued", ...).
@@ -53,6 +55,15 @@ struct Event {
   std::int32_t worker = -1;        // worker index, -1 when not on a worker
   std::int64_t time_ns = 0;        // steady clock
   const char* name = nullptr;      // function name when known
+  // Filled where the executor knows them (0 / nullptr otherwise):
+  const char* detail = nullptr;  // TaskFailed: "Type: message" and the stack trace;
+                                 // WorkerCrashed: how it died
+  std::int64_t pid = 0;          // the worker's process (process and cluster pools)
+  std::int32_t rank = -1;        // the worker's MPI rank (cluster pools)
+  const char* host = nullptr;    // the worker's host (worker events of process/cluster pools)
+  std::uint32_t items = 0;       // map items the task carries (a chunk), 0 = not a chunk
+  std::int64_t duration_ns = 0;  // TaskFinished/TaskFailed: run time measured by the worker,
+                                 // when its start was not observed directly
 };
 
 class Listener {

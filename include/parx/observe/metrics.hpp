@@ -1,0 +1,92 @@
+// parx/observe/metrics.hpp — live counters of every pool, readable from the API.
+//
+// Every pool (ThreadPool, ProcessPool, ClusterPool) keeps the counters below from the moment it
+// is built, whether or not anyone listens to events, at the cost of a few relaxed stores per task
+// (each worker writes only its own cache line). `pool.counters()` reads one pool;
+// `observe::pools()` snapshots every live pool of the process (the dashboard's source).
+//
+// Contract
+//   * A "task" is what the pool schedules: one `submit`, or one chunk of a map (a map of 10⁶ items
+//     in chunks of 1000 is 1000 tasks). Item-level progress is the progress recorder's business.
+//   * Counters only grow, except `running` and `queue_depth`, which are levels. A snapshot is not
+//     atomic across fields: read while tasks run, `submitted` may briefly trail
+//     `done + failed + running + queue_depth` by the tasks in between.
+//   * `bytes_moved` counts encoded bytes sent to and received from worker processes or ranks
+//     (arguments and results); it stays 0 on a ThreadPool, where nothing is copied.
+//
+// Thread-safety: counters(), pools() and snapshot() may be called from any thread, at any time.
+//
+// Example
+//   parx::ThreadPool pool(4);
+//   pool.map(f, inputs);
+//   parx::observe::Counters c = pool.counters();
+//   std::printf("%llu tasks, %llu failed\n", (unsigned long long)c.done, (unsigned long
+//   long)c.failed);
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace parx::observe {
+
+struct Counters {
+  std::uint64_t submitted = 0;        // tasks accepted
+  std::uint64_t running = 0;          // started and not yet ended
+  std::uint64_t done = 0;             // ended with a value
+  std::uint64_t failed = 0;           // ended with an exception, a crash or a timeout
+  std::uint64_t cancelled = 0;        // dropped before they started
+  std::uint64_t retried = 0;          // runs repeated after a crash or an exception
+  std::uint64_t worker_restarts = 0;  // replacement workers started (crash, recycling, limits)
+  std::uint64_t queue_depth = 0;      // accepted and not yet started
+  std::uint64_t bytes_moved = 0;      // encoded bytes to and from workers or ranks
+};
+
+// One worker of a pool as the dashboard shows it.
+struct WorkerState {
+  int index = 0;            // worker index in the pool (a rank for a ClusterPool)
+  pid_t pid = 0;            // its process (the pool's own pid for threads)
+  int rank = -1;            // MPI rank, -1 outside a cluster
+  std::string host;         // host name
+  std::string state;        // "idle", "busy", "starting" or "stopped"
+  std::uint64_t tasks = 0;  // tasks it ended (done or failed)
+};
+
+struct PoolSnapshot {
+  std::uint64_t id = 0;  // the pool's executor id (observe::Event::executor_id)
+  std::string kind;      // "thread", "process", "cluster"
+  Counters counters;
+  std::vector<WorkerState> workers;
+};
+
+// Every live pool of this process, in creation order.
+std::vector<PoolSnapshot> pools();
+
+namespace detail {
+
+// What a pool registers so pools() can read it. snapshot() is called under the registry's lock;
+// a pool unregisters (PoolRegistration's destructor) before it tears down what snapshot() reads.
+class PoolSource {
+ public:
+  virtual ~PoolSource() = default;
+  virtual PoolSnapshot snapshot() const = 0;
+};
+
+// RAII registration of a PoolSource.
+class PoolRegistration {
+ public:
+  PoolRegistration() = default;
+  PoolRegistration(const PoolRegistration&) = delete;
+  PoolRegistration& operator=(const PoolRegistration&) = delete;
+  ~PoolRegistration();
+  // Makes `src` visible to pools() (once; call when it is fully built).
+  void attach(const PoolSource* src);
+
+ private:
+  const PoolSource* src_ = nullptr;
+};
+
+}  // namespace detail
+}  // namespace parx::observe
