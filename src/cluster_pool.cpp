@@ -530,6 +530,7 @@ class ClusterImpl final : public observe::detail::PoolSource {
     std::lock_guard lk(mu_);
     return counters_locked();
   }
+  std::uint64_t exec_id() const noexcept { return exec_id_; }
   observe::PoolSnapshot snapshot() const override {
     auto* self = const_cast<ClusterImpl*>(this);
     std::lock_guard lk(self->mu_);
@@ -1292,12 +1293,16 @@ void ClusterImpl::serve_loop(bool caller_runs) {
 
 ClusterPool::ClusterPool() : ClusterPool(Options{}) {}
 
-ClusterPool::ClusterPool(Options opts) : impl_(std::make_unique<detail::ClusterImpl>(opts)) {
+ClusterPool::ClusterPool(Options opts)
+    : trace_(observe::detail::pool_trace(opts.trace)),
+      impl_(std::make_unique<detail::ClusterImpl>(opts)) {
+  if (trace_) trace_->only(impl_->exec_id());
   rank_ = impl_->rank();
   size_ = impl_->size();
   driver_ = impl_->driver();
   workers_ = impl_->workers();
   if (!driver_) {
+    if (trace_) trace_->discard();  // the driver's trace holds every rank's tasks
     impl_->serve();
     impl_.reset();
     if (opts.driver_only) std::exit(0);

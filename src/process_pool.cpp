@@ -1735,7 +1735,11 @@ ProcessPool::Options with_workers(std::size_t n) {
 ProcessPool::ProcessPool(std::size_t workers) : ProcessPool(with_workers(workers)) {}
 
 ProcessPool::ProcessPool(Options opts)
-    : impl_(std::make_unique<detail::ProcessPoolImpl>(opts)), workers_(impl_->workers()) {}
+    : trace_(observe::detail::pool_trace(opts.trace)),
+      impl_(std::make_unique<detail::ProcessPoolImpl>(opts)),
+      workers_(impl_->workers()) {
+  if (trace_) trace_->only(impl_->exec_id());
+}
 
 ProcessPool::~ProcessPool() = default;
 

@@ -170,10 +170,19 @@ struct Worker final : Helper, TaskObserver {
   Worker(PoolCore& p, int i) : pool(p), index(i), rng(0x9E3779B97F4A7C15ull * (i + 1)) {}
   bool help_one() override { return pool.help_one(*this); }
   void count(observe::EventKind kind) noexcept override { counters.count(kind); }
-  void on(observe::EventKind kind, std::uint64_t task_id) noexcept override {
+  void on(observe::EventKind kind, std::uint64_t task_id,
+          const std::exception_ptr* error) noexcept override {
     counters.count(kind);
     if (!observe::active()) return;
+    std::string detail;
+    if (error && *error) {
+      try {
+        detail = exception_type_name(*error) + ": " + exception_message(*error);
+      } catch (...) {
+      }
+    }
     observe::Event e{};
+    e.detail = detail.empty() ? nullptr : detail.c_str();
     e.kind = kind;
     e.executor_id = pool.id_;
     e.executor_kind = "thread";
@@ -547,7 +556,10 @@ ThreadPool::ThreadPool(std::size_t workers)
       }()) {}
 
 ThreadPool::ThreadPool(const Options& opts)
-    : core_(new detail::PoolCore(opts, observe::next_executor_id())), id_(core_->id_) {
+    : trace_(observe::detail::pool_trace(opts.trace)),
+      core_(new detail::PoolCore(opts, observe::next_executor_id())),
+      id_(core_->id_) {
+  if (trace_) trace_->only(id_);
   core_->start();
   if (std::exception_ptr e = core_->wait_started()) {
     core_->shutdown(true, true);
@@ -587,6 +599,7 @@ void ThreadPool::emit_queued(detail::TaskNode* t) {
   e.executor_id = id_;
   e.executor_kind = "thread";
   e.task_id = t->task_id;
+  e.name = t->name;
   e.worker = core_->current_worker();
   observe::emit(e);
 }

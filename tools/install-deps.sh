@@ -10,6 +10,9 @@ packages=(
   libasio-dev                               # parx::aio (standalone Asio, header-only)
   libopenmpi-dev openmpi-bin                # parx::mpi and the ClusterPool (MPICH also works)
   libcli11-dev                              # the parx command's options
+  libcpp-httplib-dev                        # the dashboard's HTTP server (PARX_DASHBOARD)
+  chromium                                  # only for the dashboard test (headless page check)
+  nlohmann-json3-dev                        # parx trace summary: reading Chrome-trace JSON
   libgtest-dev libgmock-dev                 # tests
   libbenchmark-dev libtbb-dev libcereal-dev # benchmark peers (oneTBB, cereal, Boost.Interprocess),
   libboost-dev                              # not dependencies of parx itself

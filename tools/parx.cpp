@@ -9,6 +9,10 @@
 //   parx info
 //       Prints this machine's cores and memory, the MPI implementation and version, and whether
 //       the program runs under a launcher (run it as `parx run -n 2 -- parx info` to see ranks).
+//   parx trace summary [--json] run.json
+//       Summarises a timeline written with PARX_TRACE=run.json (docs/trace.md): per function,
+//       worker and pool, then wall time, busy time and the critical path. A file that is
+//       missing, cut short or not a trace exits 2 with a message that says which.
 #include <sched.h>
 #include <sys/sysinfo.h>
 #include <unistd.h>
@@ -21,8 +25,10 @@
 #include <cstring>
 #include <fstream>
 #include <iostream>
+#include <parx/errors.hpp>
 #include <parx/init.hpp>
 #include <parx/mpi.hpp>
+#include <parx/observe/trace_summary.hpp>
 #include <parx/version.hpp>
 #include <sstream>
 #include <string>
@@ -224,10 +230,25 @@ int do_info() {
   return 0;
 }
 
+int do_trace_summary(const std::string& file, bool as_json) {
+  parx::observe::TraceSummary s;
+  try {
+    s = parx::observe::summarize_trace_file(file);
+  } catch (const parx::InvalidArgument& e) {
+    std::string what = e.what();
+    const std::string prefix = "parx::InvalidArgument: ";
+    if (what.rfind(prefix, 0) == 0) what.erase(0, prefix.size());
+    throw Fail{"parx trace summary: " + what, 2};
+  }
+  std::cout << (as_json ? parx::observe::trace_summary_json(s)
+                        : parx::observe::format_trace_summary(s));
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
-  CLI::App app{"parx: run parx programs as MPI jobs and inspect the machine"};
+  CLI::App app{"parx: run parx programs as MPI jobs, inspect the machine, read traces"};
   app.require_subcommand(1);
   app.set_version_flag("--version", PARX_VERSION_STRING);
 
@@ -246,6 +267,15 @@ int main(int argc, char** argv) {
       "  program args...   the program to run and its arguments (after -- or the options)");
 
   CLI::App* info_cmd = app.add_subcommand("info", "cores, memory, MPI, launcher");
+
+  std::string trace_file;
+  bool trace_json = false;
+  CLI::App* trace_cmd = app.add_subcommand("trace", "read timelines recorded with PARX_TRACE");
+  trace_cmd->require_subcommand(1);
+  CLI::App* summary_cmd = trace_cmd->add_subcommand(
+      "summary", "where the time went: functions, workers, pools, critical path");
+  summary_cmd->add_option("file", trace_file, "the trace (Chrome-trace JSON)")->required();
+  summary_cmd->add_flag("--json", trace_json, "print the summary as JSON, for scripts");
 
   // `parx run [options] -- program args...`: what follows `--` is the program's, untouched.
   std::vector<std::string> after_dashes;
@@ -276,6 +306,7 @@ int main(int argc, char** argv) {
       parx::init(argc, argv);
       return do_info();
     }
+    if (*summary_cmd) return do_trace_summary(trace_file, trace_json);
   } catch (const Fail& f) {
     std::cerr << f.what << '\n';
     return f.code;

@@ -60,6 +60,7 @@
 #include <vector>
 
 #include "parx/observe/metrics.hpp"
+#include "parx/observe/trace.hpp"
 #include "parx/process_pool.hpp"
 
 namespace parx {
@@ -97,6 +98,9 @@ class ClusterPool {
     // How long an idle communication thread keeps polling before it starts to sleep between
     // polls. Negative (default): PARX_SPIN_US, else 200 µs.
     std::chrono::microseconds spin{-1};
+    // Write a Chrome-trace timeline of this pool to this path when it is destroyed
+    // (observe/trace.hpp; PARX_TRACE=path does it for every pool). Empty: none.
+    std::string trace;
   };
 
   // One rank of the pool, as the driver sees it.
@@ -180,6 +184,7 @@ class ClusterPool {
   void enqueue(FunctionId fn, Bytes payload, std::size_t n, std::int64_t first_index, bool batch,
                std::unique_ptr<detail::PoolSink> sink);
 
+  std::unique_ptr<observe::TraceRecorder> trace_;  // destroyed after impl_
   std::unique_ptr<detail::ClusterImpl> impl_;
   bool driver_ = true;
   int rank_ = 0;

@@ -6,6 +6,7 @@
 //   ClusterPool (every core of every MPI rank): cluster_pool.hpp; mpi::Comm: mpi.hpp (separate)
 //   init, Process and the ipc primitives: init.hpp, process.hpp, queue.hpp, pipe.hpp, ...
 //   range, generate, MapOptions, Executor: range.hpp, executor.hpp
+//   Memory (persistent result cache, joblib.Memory): memory.hpp
 //   observe::subscribe: observe/events.hpp; Error and its family: errors.hpp
 #pragma once
 
@@ -19,6 +20,7 @@
 #include "parx/future.hpp"
 #include "parx/init.hpp"
 #include "parx/lock.hpp"
+#include "parx/memory.hpp"
 #include "parx/observe/events.hpp"
 #include "parx/pipe.hpp"
 #include "parx/process.hpp"

@@ -72,6 +72,7 @@
 #include "parx/executor.hpp"
 #include "parx/future.hpp"
 #include "parx/observe/metrics.hpp"
+#include "parx/observe/trace.hpp"
 #include "parx/remote.hpp"
 
 namespace parx {
@@ -400,6 +401,9 @@ class ProcessPool {
     // How long an idle worker (and the pool's I/O thread) spins before sleeping. Negative
     // (default): PARX_SPIN_US, else 50 µs.
     std::chrono::microseconds spin{-1};
+    // Write a Chrome-trace timeline of this pool to this path when it is destroyed
+    // (observe/trace.hpp; PARX_TRACE=path does it for every pool). Empty: none.
+    std::string trace;
   };
 
   // Counters since construction.
@@ -490,6 +494,7 @@ class ProcessPool {
     return fut;
   }
 
+  std::unique_ptr<observe::TraceRecorder> trace_;  // destroyed after impl_
   std::unique_ptr<detail::ProcessPoolImpl> impl_;
   std::size_t workers_ = 0;
 };

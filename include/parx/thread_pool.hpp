@@ -55,6 +55,7 @@
 #include "parx/executor.hpp"
 #include "parx/future.hpp"
 #include "parx/observe/metrics.hpp"
+#include "parx/observe/trace.hpp"
 
 namespace parx {
 
@@ -78,6 +79,9 @@ class ThreadPool {
     // How long an idle worker spins looking for work before it sleeps. Negative (default):
     // PARX_SPIN_US from the environment, else 50 µs.
     std::chrono::microseconds spin{-1};
+    // Write a Chrome-trace timeline of this pool to this path when it is destroyed
+    // (observe/trace.hpp; PARX_TRACE=path does it for every pool). Empty: none.
+    std::string trace;
   };
 
   // A pool of `workers` threads (0: one per core).
@@ -100,6 +104,17 @@ class ThreadPool {
   template <class F, class... A>
   auto submit(F&& f, A&&... args)
       -> Future<std::invoke_result_t<std::decay_t<F>, std::decay_t<A>...>>;
+
+  // Internal (the map engine): submit(f) with a name for observe events (read while queuing).
+  template <class F>
+  auto submit_named(const char* name, F&& f) -> Future<std::invoke_result_t<std::decay_t<F>>> {
+    using R = std::invoke_result_t<std::decay_t<F>>;
+    auto* t = new SubmitTask<R, std::decay_t<F>, std::tuple<>>(std::forward<F>(f), std::tuple<>());
+    auto fut = detail::make_future<R>(detail::Ref<detail::State<R>>(t));
+    t->name = name;
+    schedule(t);
+    return fut;
+  }
 
   // f over every input, results in input order. Returns void if f returns void.
   template <class F, std::ranges::input_range R>
@@ -158,6 +173,7 @@ class ThreadPool {
   void run_loop(std::int64_t n, std::int64_t fixed_chunk, detail::LoopCtl::Body body, void* ctx,
                 detail::LoopStats* stats, bool caller_participates);
 
+  std::unique_ptr<observe::TraceRecorder> trace_;  // destroyed after core_: every event is in
   std::unique_ptr<detail::PoolCore, detail::PoolCoreDeleter> core_;
   std::uint64_t id_;
 };
@@ -174,10 +190,12 @@ class ThreadPool::SubmitTask final : public detail::State<R>, public detail::Tas
     if (this->try_start()) {
       if (obs) obs->on(observe::EventKind::TaskStarted, task_id);
       std::apply([this](auto&... a) { detail::fulfil<R>(*this, fn_, std::move(a)...); }, args_);
-      if (obs)
-        obs->on(this->status() == detail::StateBase::kValue ? observe::EventKind::TaskFinished
-                                                            : observe::EventKind::TaskFailed,
-                task_id);
+      if (obs) {
+        if (this->status() == detail::StateBase::kValue)
+          obs->on(observe::EventKind::TaskFinished, task_id);
+        else
+          obs->on(observe::EventKind::TaskFailed, task_id, &this->exception());
+      }
     } else if (obs) {
       obs->on(observe::EventKind::TaskCancelled, task_id);
     }
@@ -201,6 +219,8 @@ auto ThreadPool::submit(F&& f, A&&... args)
   using Task = SubmitTask<R, std::decay_t<F>, std::tuple<std::decay_t<A>...>>;
   auto* t = new Task(std::forward<F>(f), std::tuple<std::decay_t<A>...>(std::forward<A>(args)...));
   auto fut = detail::make_future<R>(detail::Ref<detail::State<R>>(t));  // adopts the future's ref
+  if constexpr (std::is_pointer_v<std::decay_t<F>>)
+    if (observe::active()) t->name = detail::registered_name(reinterpret_cast<const void*>(f));
   schedule(t);  // on failure schedule() cancels and releases the queue's reference
   return fut;
 }
@@ -277,7 +297,9 @@ auto ThreadPool::map(F&& f, Rg&& inputs, const MapOptions& opts) {
       *opts.stats = {items, chunks, chunksize, static_cast<double>(detail::now_ns() - t0) * 1e-9};
   };
   if constexpr (std::ranges::random_access_range<Rg> && std::ranges::sized_range<Rg>) {
-    if (detail::map_observed(opts))
+    // Observed maps (progress, checkpoint, or anyone listening to events: a trace, the
+    // dashboard) run as chunk tasks, so they show up task by task.
+    if (detail::map_observed(opts) || observe::active())
       return map_chunked<R>(std::forward<F>(f), std::forward<Rg>(inputs), opts);
     const std::int64_t n = static_cast<std::int64_t>(std::ranges::size(inputs));
     auto first = std::ranges::begin(inputs);

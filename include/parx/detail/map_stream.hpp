@@ -109,6 +109,7 @@ class MapStream {
                                                                   : default_target_us) *
                    1000),
         t0_(now_ns()) {
+    name_ = opts_.label.empty() ? function_label(*f_) : opts_.label;
     if (!map_observed(opts_)) return;
     std::size_t total = 0;
     if constexpr (std::ranges::sized_range<View>)
@@ -397,6 +398,10 @@ class MapStream {
     Future<CR> fut;
     if constexpr (requires { ex_.template submit_chunk<R>(*f_, std::move(items), first); }) {
       fut = ex_.template submit_chunk<R>(*f_, std::move(items), first);
+    } else if constexpr (requires { ex_.submit_named("", [] { return 0; }); }) {
+      fut = ex_.submit_named(
+          name_.empty() ? nullptr : name_.c_str(),
+          [f = f_, items = std::move(items)]() mutable { return run_chunk<R>(*f, items); });
     } else {
       fut = ex_.submit(
           [f = f_, items = std::move(items)]() mutable { return run_chunk<R>(*f, items); });
@@ -485,6 +490,7 @@ class MapStream {
   std::size_t pos_ = 0;
   std::size_t err_ = 0;
   std::size_t resumed_ = 0;
+  std::string name_;  // shown in observe events and the trace
   std::shared_ptr<MapMonitor> monitor_;
   std::shared_ptr<Journal> journal_;
 };

@@ -25,7 +25,8 @@ struct LoopStats {
 // Told by a task when it really starts and how it ends; non-null only when someone observes.
 class TaskObserver {
  public:
-  virtual void on(observe::EventKind kind, std::uint64_t task_id) noexcept = 0;
+  virtual void on(observe::EventKind kind, std::uint64_t task_id,
+                  const std::exception_ptr* error = nullptr) noexcept = 0;
   // Counts a step of a unit that emits no events (a loop helper): counters only.
   virtual void count(observe::EventKind kind) noexcept = 0;
 
@@ -41,6 +42,7 @@ class TaskNode {
   // Disposes of the node without running it; its future (if any) ends Cancelled.
   virtual void drop(TaskObserver* obs) noexcept = 0;
   std::uint64_t task_id = 0;
+  const char* name = nullptr;  // for observe events (static or outliving the task), or null
 
  protected:
   ~TaskNode() = default;

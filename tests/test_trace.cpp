@@ -1,0 +1,211 @@
+// Timelines: TraceRecorder over real pools (threads, processes with a crash and a retry, a
+// ClusterPool alone), the pool option, and PARX_TRACE in a child program written at exit; each
+// trace is read back as JSON and through the summariser.
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <gtest/gtest.h>
+
+#include <parx/observe/trace_summary.hpp>
+#include <parx/parx.hpp>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <set>
+#include <string>
+#include <thread>
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+int traced_square(int x) {
+  std::this_thread::sleep_for(std::chrono::microseconds(200));
+  if (x == 13) throw std::invalid_argument("13 is unlucky");
+  return x * x;
+}
+PARX_REMOTE(traced_square);
+
+int crash_once(int x) {
+  // The first attempt at item 5 dies with SIGKILL; the retry (a fresh worker) succeeds.
+  const std::string flag =
+      fs::temp_directory_path() / ("parx-trace-crash-" + std::to_string(getppid()));
+  if (x == 5 && !fs::exists(flag)) {
+    std::ofstream(flag) << "x";
+    ::kill(getpid(), SIGKILL);
+  }
+  return x;
+}
+PARX_REMOTE(crash_once);
+
+namespace {
+
+struct TempDir {
+  fs::path path;
+  TempDir() {
+    std::string t = (fs::temp_directory_path() / "parx-trace-XXXXXX").string();
+    path = ::mkdtemp(t.data());
+  }
+  ~TempDir() {
+    std::error_code ec;
+    fs::remove_all(path, ec);
+  }
+};
+
+json load(const fs::path& p) {
+  std::ifstream in(p);
+  return json::parse(in);
+}
+
+std::vector<json> of(const json& t, const std::string& ph, const std::string& name = "") {
+  std::vector<json> out;
+  for (const auto& e : t["traceEvents"])
+    if (e.value("ph", "") == ph && (name.empty() || e.value("name", "") == name)) out.push_back(e);
+  return out;
+}
+
+TEST(Trace, ThreadPoolTasksAndFailures) {
+  TempDir d;
+  const fs::path p = d.path / "threads.json";
+  parx::ThreadPool pool(2);
+  {
+    parx::observe::TraceRecorder rec(p.string());
+    std::vector<parx::Future<int>> fs;
+    for (int i = 0; i < 40; ++i)
+      fs.push_back(pool.submit(traced_square, i));
+    int failed = 0;
+    for (auto& f : fs) {
+      try {
+        (void)f.get();
+      } catch (const std::invalid_argument&) {
+        ++failed;
+      }
+    }
+    EXPECT_EQ(failed, 1);
+    EXPECT_GT(rec.events(), 80u);
+  }
+  const json t = load(p);
+  const auto slices = of(t, "X");
+  ASSERT_EQ(slices.size(), 40u);
+  std::set<int> tids;
+  int failed = 0;
+  for (const auto& s : slices) {
+    EXPECT_EQ(s["cat"], "task");
+    EXPECT_GE(s["dur"].get<double>(), 150.0);  // ~200 µs each
+    EXPECT_TRUE(s["args"].contains("queue_wait_us"));
+    tids.insert(s["tid"].get<int>());
+    failed += s["args"]["status"] == "failed";
+  }
+  EXPECT_EQ(failed, 1);
+  EXPECT_LE(tids.size(), 2u);
+  EXPECT_EQ(of(t, "b").size(), 40u);  // queue waits
+  EXPECT_EQ(of(t, "e").size(), 40u);
+  bool named = false;
+  for (const auto& m : of(t, "M", "thread_name"))
+    named |= m["args"]["name"].get<std::string>().rfind("worker 0 · pid ", 0) == 0;
+  EXPECT_TRUE(named);
+  // The summariser reads it back.
+  const auto sum = parx::observe::summarize_trace_file(p);
+  EXPECT_EQ(sum.tasks, 40u);
+  EXPECT_EQ(sum.failures, 1u);
+}
+
+TEST(Trace, ProcessPoolCrashRetryAndFunctionNames) {
+  TempDir d;
+  const fs::path p = d.path / "procs.json";
+  std::error_code ec;
+  fs::remove(fs::temp_directory_path() / ("parx-trace-crash-" + std::to_string(getpid())), ec);
+  {
+    parx::ProcessPool pool({.workers = 2, .retries = 1, .trace = p.string()});
+    const auto ys =
+        pool.map(crash_once, std::vector<int>{0, 1, 2, 3, 4, 5, 6, 7, 8, 9}, {.chunksize = 1});
+    EXPECT_EQ(ys[5], 5);
+    const auto c = pool.counters();
+    EXPECT_EQ(c.retried, 1u);
+    EXPECT_GE(c.worker_restarts, 1u);
+    EXPECT_GT(c.bytes_moved, 0u);
+  }
+  fs::remove(fs::temp_directory_path() / ("parx-trace-crash-" + std::to_string(getpid())), ec);
+  const json t = load(p);
+  const auto slices = of(t, "X");
+  ASSERT_GE(slices.size(), 10u);
+  for (const auto& s : slices)
+    EXPECT_EQ(s["name"], "crash_once");
+  EXPECT_EQ(of(t, "i", "worker crashed").size(), 1u);
+  EXPECT_EQ(of(t, "i", "task retried").size(), 1u);
+  EXPECT_GE(of(t, "i", "worker restarted").size(), 1u);
+  const auto crashed = of(t, "i", "worker crashed")[0];
+  EXPECT_NE(crashed["args"]["how"].get<std::string>().find("SIGKILL"), std::string::npos);
+  std::set<std::string> pools;
+  for (const auto& m : of(t, "M", "process_name"))
+    pools.insert(m["args"]["name"]);
+  ASSERT_EQ(pools.size(), 1u);  // only this pool: the option records its own pool
+  EXPECT_EQ(pools.begin()->rfind("ProcessPool ", 0), 0u);
+  const auto sum = parx::observe::summarize_trace_file(p);
+  ASSERT_EQ(sum.pools.size(), 1u);
+  EXPECT_EQ(sum.pools[0].crashes, 1u);
+  EXPECT_EQ(sum.pools[0].retries, 1u);
+}
+
+TEST(Trace, ClusterPoolAloneMapChunks) {
+  TempDir d;
+  const fs::path p = d.path / "cluster.json";
+  {
+    parx::ClusterPool pool({.trace = p.string()});
+    std::vector<int> xs(200);
+    for (int i = 0; i < 200; ++i)
+      xs[static_cast<std::size_t>(i)] = i + 100;
+    (void)pool.map(traced_square, xs);
+  }
+  const json t = load(p);
+  std::uint64_t items = 0;
+  for (const auto& s : of(t, "X")) {
+    EXPECT_EQ(s["name"], "traced_square");
+    items += s["args"].value("items", 1u);
+  }
+  EXPECT_EQ(items, 200u);
+  bool rank_named = false;
+  for (const auto& m : of(t, "M", "thread_name"))
+    rank_named |= m["args"]["name"].get<std::string>().rfind("rank 0", 0) == 0;
+  EXPECT_TRUE(rank_named);
+}
+
+TEST(Trace, EnvironmentVariableWritesAtExit) {
+  TempDir d;
+  const fs::path p = d.path / "env.json";
+  const pid_t pid = ::fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    ::setenv("PARX_TRACE", p.c_str(), 1);
+    const std::string exe = fs::read_symlink("/proc/self/exe").string();
+    ::execl(exe.c_str(), exe.c_str(), "--trace-child", nullptr);
+    _exit(127);
+  }
+  int st = 0;
+  ::waitpid(pid, &st, 0);
+  ASSERT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+  const json t = load(p);
+  EXPECT_EQ(of(t, "X").size(), 20u);
+  EXPECT_EQ(t["otherData"]["producer"], "parx");
+}
+
+TEST(Trace, UnwritablePathIsReportedNotThrown) {
+  parx::observe::TraceRecorder rec("/nonexistent-dir/x/trace.json");
+  EXPECT_FALSE(rec.write());
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  parx::init(argc, argv);
+  if (argc == 2 && std::string(argv[1]) == "--trace-child") {
+    parx::ThreadPool pool(2);
+    for (int i = 0; i < 20; ++i)
+      (void)pool.submit(traced_square, i + 20).get();
+    return 0;
+  }
+  ::testing::InitGoogleTest(&argc, argv);
+  return RUN_ALL_TESTS();
+}
