@@ -30,8 +30,9 @@ PARX_REMOTE(traced_square);
 
 int crash_once(int x) {
   // The first attempt at item 5 dies with SIGKILL; the retry (a fresh worker) succeeds.
-  const std::string flag =
-      fs::temp_directory_path() / ("parx-trace-crash-" + std::to_string(getppid()));
+  // The flag's path comes from the test program (set before parx::init, so the workers' fork
+  // server inherited it).
+  const std::string flag = std::getenv("PARX_TEST_TRACE_FLAG");
   if (x == 5 && !fs::exists(flag)) {
     std::ofstream(flag) << "x";
     ::kill(getpid(), SIGKILL);
@@ -116,7 +117,7 @@ TEST(Trace, ProcessPoolCrashRetryAndFunctionNames) {
   TempDir d;
   const fs::path p = d.path / "procs.json";
   std::error_code ec;
-  fs::remove(fs::temp_directory_path() / ("parx-trace-crash-" + std::to_string(getpid())), ec);
+  fs::remove(std::getenv("PARX_TEST_TRACE_FLAG"), ec);
   {
     parx::ProcessPool pool({.workers = 2, .retries = 1, .trace = p.string()});
     const auto ys =
@@ -127,7 +128,7 @@ TEST(Trace, ProcessPoolCrashRetryAndFunctionNames) {
     EXPECT_GE(c.worker_restarts, 1u);
     EXPECT_GT(c.bytes_moved, 0u);
   }
-  fs::remove(fs::temp_directory_path() / ("parx-trace-crash-" + std::to_string(getpid())), ec);
+  fs::remove(std::getenv("PARX_TEST_TRACE_FLAG"), ec);
   const json t = load(p);
   const auto slices = of(t, "X");
   ASSERT_GE(slices.size(), 10u);
@@ -199,6 +200,9 @@ TEST(Trace, UnwritablePathIsReportedNotThrown) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  const std::string flag =
+      (fs::temp_directory_path() / ("parx-trace-crash-" + std::to_string(getpid()))).string();
+  ::setenv("PARX_TEST_TRACE_FLAG", flag.c_str(), 0);
   parx::init(argc, argv);
   if (argc == 2 && std::string(argv[1]) == "--trace-child") {
     parx::ThreadPool pool(2);
