@@ -966,7 +966,8 @@ ProcessPoolImpl::ProcessPoolImpl(const ProcessPool::Options& o)
     }
     for (auto& s : slots_)
       s.initial = false;
-    registration_.attach(this);
+    lk.unlock();
+    registration_.attach(this);  // not under mu_: pools() takes the registry's lock, then mu_
   } catch (...) {
     if (io_.joinable()) {
       shutdown(true, true);
