@@ -112,7 +112,7 @@ void Journal::load() {
   const auto* fp = reinterpret_cast<const std::byte*>(fingerprint_.data());
   h.insert(h.end(), fp, fp + fingerprint_.size());
   store<std::uint64_t>(h, XXH3_64bits(fingerprint_.data(), fingerprint_.size()));
-  if (size < h.size() && std::memcmp(data.data(), h.data(), size) == 0) {
+  if (size < h.size() && (size == 0 || std::memcmp(data.data(), h.data(), size) == 0)) {
     // New, or its header was cut short while first written: (re)start the file.
     std::string why;
     if (ftruncate(fd_, 0) != 0 || lseek(fd_, 0, SEEK_SET) != 0 ||
