@@ -189,12 +189,24 @@ class ThreadPool::SubmitTask final : public detail::State<R>, public detail::Tas
   void run(detail::TaskObserver* obs) noexcept override {
     if (this->try_start()) {
       if (obs) obs->on(observe::EventKind::TaskStarted, task_id);
-      std::apply([this](auto&... a) { detail::fulfil<R>(*this, fn_, std::move(a)...); }, args_);
+      // The failure is kept in a copy taken before the state completes: once it completes, the
+      // consumer may move the state's exception out.
+      std::exception_ptr seen;
+      auto call = [this, &seen](auto&&... a) -> decltype(auto) {
+        try {
+          return std::invoke(fn_, std::forward<decltype(a)>(a)...);
+        } catch (...) {
+          seen = std::current_exception();
+          throw;
+        }
+      };
+      std::apply([this, &call](auto&... a) { detail::fulfil<R>(*this, call, std::move(a)...); },
+                 args_);
       if (obs) {
-        if (this->status() == detail::StateBase::kValue)
+        if (this->status() == detail::StateBase::kValue)  // an atomic read: safe after completion
           obs->on(observe::EventKind::TaskFinished, task_id);
         else
-          obs->on(observe::EventKind::TaskFailed, task_id, &this->exception());
+          obs->on(observe::EventKind::TaskFailed, task_id, &seen);
       }
     } else if (obs) {
       obs->on(observe::EventKind::TaskCancelled, task_id);
