@@ -119,7 +119,6 @@ void Journal::load() {
         !write_all(fd_, h.data(), h.size(), why) || fsync(fd_) != 0)
       throw CheckpointError(
           path_ + ": cannot write the journal header: " + (why.empty() ? errno_text() : why));
-    torn_ = size;
     return;
   }
   if (size < 16 || std::memcmp(data.data(), kMagic, 8) != 0)
@@ -179,7 +178,6 @@ void Journal::load() {
     ++n;
   }
   if (at < size) {
-    torn_ = size - at;
     if (ftruncate(fd_, static_cast<off_t>(at)) != 0)
       throw CheckpointError(path_ + ": cannot cut the torn last record: " + errno_text());
   }
@@ -222,12 +220,10 @@ void Journal::append(std::span<const Record> records) noexcept {
     write_error_ = why;
     return;
   }
-  unsynced_ += records.size();
   const std::int64_t now = now_ns();
   if (now - last_sync_ >= std::chrono::nanoseconds(sync_).count()) {
     if (fdatasync(fd_) != 0) write_error_ = errno_text();
     last_sync_ = now;
-    unsynced_ = 0;
   }
 }
 

@@ -93,9 +93,6 @@ class Journal {
   // The recorded result of item `index`, verifying its input; nullptr if not recorded. Throws
   // CheckpointError if the item was recorded with a different input. Consumer thread only.
   const std::vector<std::byte>* find(std::uint64_t index, std::uint64_t input_hash);
-  std::size_t recorded() const noexcept { return recorded_.size(); }
-  // Items found in the file when it was opened, and the bytes of torn tail dropped.
-  std::size_t torn_bytes() const noexcept { return torn_; }
 
   // Appends records (thread-safe; called from chunk completions).
   struct Record {
@@ -116,10 +113,8 @@ class Journal {
   std::chrono::milliseconds sync_;
   int fd_ = -1;
   std::unordered_map<std::uint64_t, std::pair<std::uint64_t, std::vector<std::byte>>> recorded_;
-  std::size_t torn_ = 0;
   std::mutex mu_;
   std::int64_t last_sync_ = 0;
-  std::size_t unsynced_ = 0;
   std::string write_error_;
 };
 

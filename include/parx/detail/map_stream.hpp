@@ -109,13 +109,13 @@ class MapStream {
                                                                   : default_target_us) *
                    1000),
         t0_(now_ns()) {
-    name_ = opts_.label.empty() ? function_label(*f_) : opts_.label;
+    const std::string fn = function_label(*f_);
+    name_ = opts_.label.empty() ? fn : opts_.label;
     if (!map_observed(opts_)) return;
     std::size_t total = 0;
     if constexpr (std::ranges::sized_range<View>)
       total = static_cast<std::size_t>(std::ranges::size(view_));
-    const std::string fn = function_label(*f_);
-    monitor_ = MapMonitor::start(opts_, total, opts_.label.empty() ? fn : opts_.label);
+    monitor_ = MapMonitor::start(opts_, total, name_);
     if (!opts_.checkpoint.empty()) {
       if constexpr (is_encodable_v<In> && is_encodable_v<R>) {
         journal_ = std::make_shared<Journal>(
@@ -254,7 +254,7 @@ class MapStream {
                             const std::vector<std::uint64_t>& hashes) noexcept {
     if constexpr (is_encodable_v<In> && is_encodable_v<R>) {
       try {
-        std::vector<Bytes> enc;
+        std::vector<Bytes> enc;  // reserved: records point into its elements
         std::vector<Journal::Record> recs;
         enc.reserve(cr.size());
         recs.reserve(cr.size());
@@ -265,15 +265,7 @@ class MapStream {
             continue;
           }
           enc.push_back(encode(cr.peek(i)));
-        }
-        e = 0;
-        std::size_t k = 0;
-        for (std::size_t i = 0; i < cr.size(); ++i) {
-          if (e < cr.errors.size() && cr.errors[e].first == i) {
-            ++e;
-            continue;
-          }
-          recs.push_back({first + i, hashes[i], enc[k++]});
+          recs.push_back({first + i, hashes[i], enc.back()});
         }
         jr.append(recs);
       } catch (...) {
