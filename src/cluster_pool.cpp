@@ -16,6 +16,7 @@
 // from it), so a value is decoded where it lies.
 #include "parx/cluster_pool.hpp"
 
+#include <fcntl.h>
 #include <sched.h>
 #include <signal.h>
 #include <unistd.h>
@@ -34,6 +35,8 @@
 #include <thread>
 #include <unordered_map>
 
+#include "parx/detail/map_observe.hpp"
+#include "parx/detail/output_relay.hpp"
 #include "parx/detail/sync.hpp"
 #include "parx/mpi.hpp"
 #include "parx/observe/events.hpp"
@@ -52,6 +55,9 @@ namespace {
 constexpr std::uint32_t kMagic = 0x4c435850;  // "PXCL"
 constexpr std::uint16_t kVersion = 1;
 constexpr int kTagJob = 7101, kTagResult = 7102, kTagStop = 7103, kTagRefused = 7104;
+// output (rank -> driver): [u8 fd (1 or 2)] then whole lines a serving rank's relay read;
+// output end (rank -> driver, empty): after the stop, the rank's last output has been sent.
+constexpr int kTagOutput = 7105, kTagOutputEnd = 7106;
 constexpr std::uint16_t kKindJob = 1, kKindResult = 2;
 constexpr std::uint32_t kFlagBatch = 1, kFlagZstd = 2;
 constexpr std::uint64_t kItemLenMask = (std::uint64_t{1} << 56) - 1;
@@ -408,6 +414,7 @@ class ClusterServer {
     if (o.processes) {
       ProcessPool::Options po = o.process;
       po.workers = slots;
+      if (po.output == Output::automatic) po.output = o.output;
       procs_.emplace(po);
     } else if (!caller_runs) {
       threads_.emplace(slots);
@@ -503,6 +510,7 @@ class ClusterImpl final : public observe::detail::PoolSource {
   explicit ClusterImpl(const ClusterPool::Options& o);
   ~ClusterImpl() {
     shutdown(true, false);
+    if (rank_out_) restore_output();  // a serving rank that never served (its constructor threw)
     if (watch_) {
       LostRankWatch* w = watch_.get();
       if (g_watch.compare_exchange_strong(w, nullptr))
@@ -617,6 +625,15 @@ class ClusterImpl final : public observe::detail::PoolSource {
   // Serving rank.
   void serve_loop(bool caller_runs);
   void send_result(Bytes body, const Trailer& t);
+  // A serving rank's stdout and stderr become pipes read by the relay, which sends their lines
+  // to the driver; finish_output sends the last ones and the end marker; restore_output puts
+  // the rank's descriptors back.
+  void start_output();
+  void relay_lines(int fd, std::string_view lines);
+  void finish_output();
+  void restore_output() noexcept;
+  // Driver: prints a serving rank's relayed lines.
+  void print_output(const Bytes& msg, int source);
   // Drops the sends that completed (all: waits for every one); any thread, either role.
   void reap_sends(bool all);
   void fail_rank_jobs(int rank, const std::string& why);
@@ -671,6 +688,10 @@ class ClusterImpl final : public observe::detail::PoolSource {
   // Both roles: messages on their way (the driver's jobs, a serving rank's results).
   std::mutex send_mu_;
   std::vector<Sending> sending_;
+  Output output_ = Output::lines;
+  std::shared_ptr<RelayStream> rank_out_, rank_err_;  // serving rank, relayed output
+  int saved_out_ = -1, saved_err_ = -1;
+  bool to_driver_ = false;  // under send_mu_
 };
 
 namespace {
@@ -726,6 +747,8 @@ ClusterImpl::ClusterImpl(const ClusterPool::Options& o) : opts_(o) {
   if (o.compress_min_bytes == 0)
     throw InvalidArgument("parx::ClusterPool: compress_min_bytes must be at least 1");
   check_remote_registry();
+  output_ = resolve_output(o.output);
+  opts_.output = output_;
   spin_ns_ = spin_from_env(o.spin, 200'000);
   host_ = mpi::host_name();
   const std::size_t cores = std::max(1u, std::thread::hardware_concurrency());
@@ -776,9 +799,11 @@ ClusterImpl::ClusterImpl(const ClusterPool::Options& o) : opts_(o) {
     ranks_[r].workers = s;
   }
   if (comm_ && size_ > 1) watch_lost_ranks(hello);
+  if (size_ > 1) set_origin_rank(rank_, host_ != hosts_[0] ? host_ : std::string());
+  if (!driver() && output_ != Output::inherit) start_output();
   if (slots_[rank_] > 0) {
     if (driver()) {
-      server_ = std::make_unique<ClusterServer>(o, slots_[rank_], rank_, host_,
+      server_ = std::make_unique<ClusterServer>(opts_, slots_[rank_], rank_, host_,
                                                 [this](Bytes body, Trailer t) {
                                                   {
                                                     std::lock_guard lk(mu_);
@@ -788,9 +813,14 @@ ClusterImpl::ClusterImpl(const ClusterPool::Options& o) : opts_(o) {
                                                   cv_.notify_one();
                                                 });
     } else {
-      server_ = std::make_unique<ClusterServer>(
-          o, slots_[rank_], rank_, host_,
-          [this](Bytes body, Trailer t) { send_result(std::move(body), t); }, true);
+      try {
+        server_ = std::make_unique<ClusterServer>(
+            opts_, slots_[rank_], rank_, host_,
+            [this](Bytes body, Trailer t) { send_result(std::move(body), t); }, true);
+      } catch (...) {
+        restore_output();
+        throw;
+      }
     }
   }
   if (driver()) {
@@ -1135,6 +1165,10 @@ void ClusterImpl::comm_loop() {
         Bytes msg(st->bytes);
         comm_->recv(std::span<std::byte>(msg), st->source, st->tag);
         progressed = true;
+        if (st->tag == kTagOutput) {
+          print_output(msg, st->source);
+          continue;
+        }
         if (st->tag == kTagRefused) {
           const std::string why(reinterpret_cast<const char*>(msg.data()), msg.size());
           std::fprintf(stderr, "parx: rank %d refused a ClusterPool message: %s\n", st->source,
@@ -1173,12 +1207,133 @@ void ClusterImpl::comm_loop() {
       stops.push_back(comm_->isend(std::span<const std::byte>(none, 0), r, kTagStop));
     for (auto& s : stops)
       s.wait();
+    // Each serving rank sends what it has left to print, then an end marker.
+    int ends = 0;
+    std::int64_t pause = 0;
+    while (ends < size_ - 1) {
+      auto st = comm_->iprobe();
+      if (!st) {
+        pause = std::clamp<std::int64_t>(pause * 2, 5'000, 1'000'000);
+        std::this_thread::sleep_for(std::chrono::nanoseconds(pause));
+        continue;
+      }
+      pause = 0;
+      Bytes msg(st->bytes);
+      comm_->recv(std::span<std::byte>(msg), st->source, st->tag);
+      if (st->tag == kTagOutput) print_output(msg, st->source);
+      if (st->tag == kTagOutputEnd) ++ends;
+    }
   }
   for (int r = 0; r < size_; ++r)
     emit_rank(observe::EventKind::WorkerStopped, r);
 }
 
+void ClusterImpl::print_output(const Bytes& msg, int source) {
+  const int fd = msg.empty() ? 0 : static_cast<int>(msg[0]);
+  if (fd != STDOUT_FILENO && fd != STDERR_FILENO) {
+    console_write(STDERR_FILENO, "parx: rank " + std::to_string(source) +
+                                     " sent an output message for descriptor " +
+                                     std::to_string(fd) + " (refused)\n");
+    return;
+  }
+  std::string_view text(reinterpret_cast<const char*>(msg.data()) + 1, msg.size() - 1);
+  if (text.empty()) return;
+  if (text.back() == '\n') {
+    console_write(fd, text);
+  } else {  // lines always end in a newline; a damaged message still prints as lines
+    std::string t(text);
+    t += '\n';
+    console_write(fd, t);
+  }
+}
+
+void ClusterImpl::start_output() {
+  std::optional<RelayPipes> pipes;
+  try {
+    pipes.emplace();
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "parx: rank %d keeps its own output (%s)\n", rank_, e.what());
+    return;
+  }
+  std::fflush(stdout);
+  std::fflush(stderr);
+  saved_out_ = fcntl(STDOUT_FILENO, F_DUPFD_CLOEXEC, 3);
+  saved_err_ = fcntl(STDERR_FILENO, F_DUPFD_CLOEXEC, 3);
+  if (saved_out_ < 0 || saved_err_ < 0 || dup2(pipes->write_out, STDOUT_FILENO) < 0 ||
+      dup2(pipes->write_err, STDERR_FILENO) < 0) {
+    restore_output();
+    return;
+  }
+  pipes->close_write_ends();
+  std::setvbuf(stdout, nullptr, _IOLBF, 0);
+  {
+    std::lock_guard lk(send_mu_);
+    to_driver_ = true;
+  }
+  set_output_relayed(true);
+  const std::string prefix = output_ == Output::prefixed ? "[" + log::origin() + "] " : "";
+  std::tie(rank_out_, rank_err_) =
+      pipes->start(prefix, [this](int fd, std::string_view lines) { relay_lines(fd, lines); });
+}
+
+void ClusterImpl::relay_lines(int fd, std::string_view lines) {
+  {
+    std::lock_guard lk(send_mu_);
+    if (to_driver_) {
+      auto buf = std::make_shared<Bytes>(lines.size() + 1);
+      (*buf)[0] = static_cast<std::byte>(fd);
+      std::memcpy(buf->data() + 1, lines.data(), lines.size());
+      sending_.push_back({comm_->isend(std::span<const std::byte>(*buf), 0, kTagOutput), buf});
+      return;
+    }
+  }
+  // After the end marker: the rank's own descriptors again (its launcher forwards them).
+  const int to = fd == STDOUT_FILENO ? (saved_out_ >= 0 ? saved_out_ : fd)
+                                     : (saved_err_ >= 0 ? saved_err_ : fd);
+  std::size_t at = 0;
+  while (at < lines.size()) {
+    const ssize_t w = ::write(to, lines.data() + at, lines.size() - at);
+    if (w < 0 && errno == EINTR) continue;
+    if (w <= 0) return;
+    at += static_cast<std::size_t>(w);
+  }
+}
+
+void ClusterImpl::finish_output() {
+  if (rank_out_) {
+    std::fflush(stdout);
+    std::fflush(stderr);
+    rank_out_->pump();
+    rank_err_->pump();
+  }
+  std::lock_guard lk(send_mu_);
+  to_driver_ = false;
+  static const std::byte none[1] = {};
+  sending_.push_back({comm_->isend(std::span<const std::byte>(none, 0), 0, kTagOutputEnd), {}});
+}
+
+void ClusterImpl::restore_output() noexcept {
+  std::fflush(stdout);
+  std::fflush(stderr);
+  if (saved_out_ >= 0) dup2(saved_out_, STDOUT_FILENO);
+  if (saved_err_ >= 0) dup2(saved_err_, STDERR_FILENO);
+  set_output_relayed(false);
+  // The pipes' last writers are gone: what is left is read and written to the rank's own
+  // descriptors.
+  OutputRelay::get().unwatch(rank_out_);
+  OutputRelay::get().unwatch(rank_err_);
+  rank_out_.reset();
+  rank_err_.reset();
+  if (saved_out_ >= 0) ::close(saved_out_);
+  if (saved_err_ >= 0) ::close(saved_err_);
+  saved_out_ = saved_err_ = -1;
+}
+
 void ClusterImpl::send_result(Bytes body, const Trailer& t) {
+  if (rank_out_) {  // the lines the task wrote go first
+    rank_out_->pump();
+    rank_err_->pump();
+  }
   auto buf = std::make_shared<Bytes>(std::move(body));
   seal(*buf, t, compress_for(0, *buf));
   std::lock_guard lk(send_mu_);
@@ -1217,7 +1372,9 @@ void ClusterImpl::serve() {
   for (auto& h : helpers)
     h.join();
   if (server_) server_->shutdown();
+  if (comm_) finish_output();
   reap_sends(true);
+  if (rank_out_) restore_output();
   // Results produced after the stop would have no reader: the driver only stops once every
   // chunk it sent has come back, so there are none.
 }

@@ -34,6 +34,7 @@
 #include <thread>
 
 #include "parx/detail/fork_server.hpp"
+#include "parx/detail/output_relay.hpp"
 #include "parx/detail/process_channel.hpp"
 #include "parx/detail/sync.hpp"
 #include "parx/observe/events.hpp"
@@ -323,6 +324,10 @@ struct WorkerBoot {
   bool timed = false;  // a per-task timeout is set: stamp every item's start
   std::uint64_t init_fn = 0;
   std::string init_args;
+  bool relay = false;             // stdout and stderr arrive as two pipes after the channel
+  std::int32_t index = 0;         // the worker's index in its pool (its origin)
+  std::int32_t origin_rank = -1;  // the pool's rank when it runs on a ClusterPool's rank
+  std::string origin_host;        // that rank's host when it is not the driver's
 };
 
 std::size_t resident_bytes(pid_t pid) {
@@ -404,8 +409,11 @@ class Worker {
       done_ += last_items_;  // the task budget counts items, as the parent's dispatch does
       bool retire = boot_.max_tasks && done_ >= boot_.max_tasks;
       if (boot_.memory_limit && resident_bytes(getpid()) > boot_.memory_limit) retire = true;
+      // Output still in the pipes is read by the parent before it delivers this result.
+      const bool pending = boot_.relay && pending_output();
       post(kResult, job,
-           (retire ? std::uint32_t{kRetire} : 0u) | (batch ? std::uint32_t{kBatch} : 0u),
+           (retire ? std::uint32_t{kRetire} : 0u) | (batch ? std::uint32_t{kBatch} : 0u) |
+               (pending ? std::uint32_t{kOutput} : 0u),
            out_.bytes());
       if (retire) return 0;
     }
@@ -635,6 +643,14 @@ void worker_main(WorkerBoot boot) {
   if (sock < 0) _exit(120);
   const int memfd = recv_fd(sock, true);
   if (memfd < 0) _exit(0);  // the pool went away before this worker booted
+  if (boot.relay) {
+    const int out = recv_fd(sock, true);
+    const int err = recv_fd(sock, true);
+    if (out < 0 || err < 0) _exit(0);
+    adopt_relay(out, err);
+  }
+  if (boot.origin_rank >= 0) set_origin_rank(boot.origin_rank, boot.origin_host);
+  set_origin_worker(boot.index);
   void* hdr = mmap(nullptr, kHeaderBytes, PROT_READ | PROT_WRITE, MAP_SHARED, memfd, 0);
   void* reg = mmap(nullptr, kRegionBytes, PROT_READ | PROT_WRITE, MAP_SHARED, memfd,
                    static_cast<off_t>(boot.region_offset));
@@ -721,6 +737,7 @@ struct Slot {
   bool initial = true;
   std::uint64_t last_used = 0;
   std::uint64_t tasks_ended = 0;
+  std::shared_ptr<RelayStream> out, err;  // the worker's stdout and stderr (relayed output)
 };
 
 struct ExitInbox {
@@ -876,6 +893,7 @@ class ProcessPoolImpl final : public observe::detail::PoolSource {
   }
 
   ProcessPool::Options opts_;
+  Output output_;
   std::int64_t spin_ns_;
   ForkServer& fs_;
   int memfd_ = -1;
@@ -908,7 +926,10 @@ class ProcessPoolImpl final : public observe::detail::PoolSource {
 };
 
 ProcessPoolImpl::ProcessPoolImpl(const ProcessPool::Options& o)
-    : opts_(o), spin_ns_(spin_ns_from(o.spin)), fs_(ForkServer::get()) {
+    : opts_(o),
+      output_(resolve_output(o.output)),
+      spin_ns_(spin_ns_from(o.spin)),
+      fs_(ForkServer::get()) {
   check_remote_registry();
   if (opts_.retries < 0) throw InvalidArgument("ProcessPool: retries must be >= 0");
   if (opts_.timeout.count() < 0) throw InvalidArgument("ProcessPool: timeout must be >= 0");
@@ -992,8 +1013,11 @@ void ProcessPoolImpl::release() noexcept {
     inbox_->closed = true;
   }
   fs_.remove_exit_listener(listener_);
-  for (auto& s : slots_)
+  for (auto& s : slots_) {
     if (s.sock >= 0) close(s.sock);
+    OutputRelay::get().unwatch(s.out);
+    OutputRelay::get().unwatch(s.err);
+  }
   munmap(base_, map_bytes_);
   close(memfd_);
 }
@@ -1013,6 +1037,11 @@ void ProcessPoolImpl::spawn(Slot& s) {
   b.init_fn = opts_.initializer.fn;
   b.init_args.assign(reinterpret_cast<const char*>(opts_.initializer.args.data()),
                      opts_.initializer.args.size());
+  b.relay = output_ != Output::inherit;
+  b.index = static_cast<std::int32_t>(s.index);
+  std::tie(b.origin_rank, b.origin_host) = origin_rank();
+  std::optional<RelayPipes> pipes;
+  if (b.relay) pipes.emplace();
   pid_t pid = 0;
   try {
     static const FunctionId worker_id = function_id("parx::process_pool_worker");
@@ -1023,11 +1052,23 @@ void ProcessPoolImpl::spawn(Slot& s) {
     throw;
   }
   close(sv[1]);
-  if (!send_fd(sv[0], memfd_)) {
+  if (!send_fd(sv[0], memfd_) ||
+      (pipes && (!send_fd(sv[0], pipes->write_out) || !send_fd(sv[0], pipes->write_err)))) {
     close(sv[0]);
     fs_.signal(pid, SIGKILL);
     throw Error(std::string("ProcessPool: cannot hand the channel to a worker: ") +
                 std::strerror(errno));
+  }
+  OutputRelay::get().unwatch(s.out);  // a previous worker's (already read to its end)
+  OutputRelay::get().unwatch(s.err);
+  s.out.reset();
+  s.err.reset();
+  if (pipes) {
+    pipes->close_write_ends();
+    const std::string prefix = output_ == Output::prefixed
+                                   ? "[" + worker_origin(static_cast<int>(s.index), pid) + "] "
+                                   : std::string();
+    std::tie(s.out, s.err) = pipes->start(prefix);
   }
   if (s.sock >= 0) close(s.sock);
   s.sock = sv[0];
@@ -1292,6 +1333,15 @@ bool ProcessPoolImpl::drain(Slot& s, Done& done) {
           return corrupt("result for job " + std::to_string(f.h.job) + ", which it does not hold");
         if (bool(f.h.flags & kBatch) != s.assigned.front()->batch)
           return corrupt("result for job " + std::to_string(f.h.job) + " of the wrong form");
+        if (s.out) {  // the output the task wrote comes first
+          if (f.h.flags & kOutput) {
+            s.out->pump();
+            s.err->pump();
+          } else {  // the relay thread may be passing on the last lines
+            s.out->sync();
+            s.err->sync();
+          }
+        }
         try {
           if (s.assigned.front()->batch)
             handle_batch_result(s, payload, done);
@@ -1449,6 +1499,12 @@ std::string exit_text(const ExitStatus& es) {
 }
 
 void ProcessPoolImpl::handle_exit(Slot& s, const ExitStatus& es, Done& done) {
+  // What the worker wrote is printed before the outcome of its work: its pipes are read to the end
+  // (an unfinished last line included).
+  OutputRelay::get().unwatch(s.out);
+  OutputRelay::get().unwatch(s.err);
+  s.out.reset();
+  s.err.reset();
   drain(s, done);  // results it posted before dying are good
   const WorkerStatus& st = s.reg->status;
   const bool busy = st.busy.load(std::memory_order_acquire) != 0;

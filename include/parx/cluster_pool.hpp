@@ -101,6 +101,11 @@ class ClusterPool {
     // Write a Chrome-trace timeline of this pool to this path when it is destroyed
     // (observe/trace.hpp; PARX_TRACE=path does it for every pool). Empty: none.
     std::string trace;
+    // How serving ranks' stdout and stderr (and their process workers') reach the driver
+    // (log.hpp): relayed to rank 0 whole-line (`lines`), with an origin prefix such as
+    // "[rank 2 · pid 4711] " (`prefixed`), or left to the launcher (`inherit`). `automatic`:
+    // PARX_OUTPUT, else lines. Also the default of `process.output`.
+    Output output = Output::automatic;
   };
 
   // One rank of the pool, as the driver sees it.

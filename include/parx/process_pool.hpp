@@ -71,6 +71,7 @@
 #include "parx/errors.hpp"
 #include "parx/executor.hpp"
 #include "parx/future.hpp"
+#include "parx/log.hpp"
 #include "parx/observe/metrics.hpp"
 #include "parx/observe/trace.hpp"
 #include "parx/remote.hpp"
@@ -404,6 +405,10 @@ class ProcessPool {
     // Write a Chrome-trace timeline of this pool to this path when it is destroyed
     // (observe/trace.hpp; PARX_TRACE=path does it for every pool). Empty: none.
     std::string trace;
+    // How the workers' stdout and stderr reach this process (log.hpp): relayed whole-line
+    // (`lines`), relayed with an origin prefix (`prefixed`), or written straight to the
+    // descriptors the program had at parx::init (`inherit`). `automatic`: PARX_OUTPUT, else lines.
+    Output output = Output::automatic;
   };
 
   // Counters since construction.

@@ -41,6 +41,7 @@ enum Flags : std::uint32_t {
   kByRef = 1,   // payload is in a memfd passed over the socket just before this frame
   kRetire = 2,  // the worker exits after this frame (task budget or memory ceiling reached)
   kBatch = 4,   // a batch job (packed arguments) or its result (packed results)
+  kOutput = 8,  // result: the worker's relayed stdout/stderr held unread bytes when it was posted
 };
 
 struct FrameHeader {
