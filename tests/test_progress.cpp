@@ -17,6 +17,7 @@
 #include <filesystem>
 #include <mutex>
 #include <regex>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -26,6 +27,17 @@ long sleepy_double(long i) {
   return 2 * i;
 }
 PARX_REMOTE(sleepy_double);
+
+// Prints a line now and then, in two pieces, while a progress bar is drawn.
+long chatty_double(long i) {
+  if (i % 100 == 0) {
+    std::printf("item %ld ", i);
+    std::fflush(stdout);
+    std::printf("done by a worker, whole\n");
+  }
+  return sleepy_double(i);
+}
+PARX_REMOTE(chatty_double);
 
 namespace {
 
@@ -180,6 +192,13 @@ std::string self_exe() {
   return std::filesystem::read_symlink("/proc/self/exe").string();
 }
 
+// Worker processes print while the bar is drawn; their lines are relayed through the console.
+int progress_process_child() {
+  parx::ProcessPool pool({.workers = 2, .output = parx::Output::prefixed});
+  const auto ys = pool.map(chatty_double, inputs(3000), {.progress = true, .label = "sweep"});
+  return ys[2999] == 5998 ? 0 : 3;
+}
+
 TEST(ProgressBar, PlainLinesWhenNotATerminal) {
   int fds[2];
   ASSERT_EQ(::pipe(fds), 0);
@@ -235,11 +254,60 @@ TEST(ProgressBar, RedrawnOnATerminal) {
   EXPECT_LT(redraws, 200u);  // bar redraws plus one erase per output line
 }
 
+TEST(ProgressBar, WorkerLinesOnATerminalStayWhole) {
+  int master = -1;
+  const pid_t pid = ::forkpty(&master, nullptr, nullptr, nullptr);
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    const std::string exe = self_exe();
+    ::execl(exe.c_str(), exe.c_str(), "--progress-process-child", nullptr);
+    _exit(127);
+  }
+  const std::string out = read_all(master, pid);
+  ::close(master);
+  EXPECT_NE(out.find("3000/3000"), std::string::npos) << out.substr(0, 400);
+  // Replayed as a terminal shows it (erase line, cursor up, carriage return, newline), each
+  // worker line stands on a line of its own, whole, with its origin.
+  std::vector<std::string> screen;
+  std::string cur;
+  for (std::size_t i = 0; i < out.size();) {
+    if (out.compare(i, 5, "\r\033[2K") == 0) {
+      cur.clear();
+      i += 5;
+    } else if (out.compare(i, 4, "\033[1A") == 0) {
+      cur = screen.empty() ? std::string() : screen.back();
+      if (!screen.empty()) screen.pop_back();
+      i += 4;
+    } else if (out.compare(i, 2, "\r\n") == 0 || out[i] == '\n') {
+      screen.push_back(cur);
+      cur.clear();
+      i += out[i] == '\n' ? 1 : 2;
+    } else if (out[i] == '\r') {
+      cur.clear();
+      ++i;
+    } else {
+      cur += out[i++];
+    }
+  }
+  screen.push_back(cur);
+  const std::regex line(R"(\[worker [01] · pid \d+\] item (\d+) done by a worker, whole)");
+  std::set<long> seen;
+  for (const std::string& l : screen) {
+    if (l.find("done by a worker") == std::string::npos) continue;
+    std::smatch m;
+    EXPECT_TRUE(std::regex_match(l, m, line)) << "torn: " << l;
+    if (!m.empty()) seen.insert(std::stol(m[1].str()));
+  }
+  EXPECT_EQ(seen.size(), 30u);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   parx::init(argc, argv);
   if (argc == 2 && std::string(argv[1]) == "--progress-child") return progress_child();
+  if (argc == 2 && std::string(argv[1]) == "--progress-process-child")
+    return progress_process_child();
   ::testing::InitGoogleTest(&argc, argv);
   return RUN_ALL_TESTS();
 }

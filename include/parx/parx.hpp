@@ -8,6 +8,7 @@
 //   range, generate, MapOptions, Executor: range.hpp, executor.hpp
 //   Memory (persistent result cache, joblib.Memory): memory.hpp
 //   observe::subscribe: observe/events.hpp; Error and its family: errors.hpp
+//   log::info and friends, Output (worker and rank output to the driver): log.hpp
 #pragma once
 
 #include "parx/barrier.hpp"
@@ -20,6 +21,7 @@
 #include "parx/future.hpp"
 #include "parx/init.hpp"
 #include "parx/lock.hpp"
+#include "parx/log.hpp"
 #include "parx/memory.hpp"
 #include "parx/observe/events.hpp"
 #include "parx/pipe.hpp"
