@@ -27,8 +27,7 @@ int g_out_fd = -1, g_err_fd = -1;  // a relayed worker's own pipe ends (pending_
 
 }  // namespace
 
-// ---- RelayStream
-// ---------------------------------------------------------------------------------
+// ---- RelayStream --------------------------------------------------------------------------------
 
 RelayStream::RelayStream(int read_fd, int to_fd, std::string prefix, Sink sink)
     : fd_(read_fd), to_fd_(to_fd), prefix_(std::move(prefix)), sink_(std::move(sink)) {}
@@ -124,8 +123,7 @@ void RelayStream::emit(std::string_view lines) {
   }
 }
 
-// ---- OutputRelay: the epoll thread
-// ---------------------------------------------------------------
+// ---- OutputRelay: the epoll thread --------------------------------------------------------------
 
 struct OutputRelay::Impl {
   int ep = -1;
@@ -138,6 +136,17 @@ struct OutputRelay::Impl {
   std::unordered_map<const RelayStream*, std::uint64_t> ids;
   std::uint64_t next = 1;
   std::once_flag started;
+
+  // Stops watching `s` if it is watched (a stream is only closed once it is forgotten here, so
+  // a descriptor number reused by a newer stream is never removed from epoll by mistake).
+  void forget(const RelayStream* s) {
+    std::lock_guard lk(mu);
+    auto it = ids.find(s);
+    if (it == ids.end()) return;
+    epoll_ctl(ep, EPOLL_CTL_DEL, streams.at(it->second).fd, nullptr);
+    streams.erase(it->second);
+    ids.erase(it);
+  }
 };
 
 OutputRelay& OutputRelay::get() {
@@ -167,15 +176,7 @@ void OutputRelay::watch(const std::shared_ptr<RelayStream>& s) {
 
 void OutputRelay::unwatch(const std::shared_ptr<RelayStream>& s) noexcept {
   if (!s) return;
-  {
-    std::lock_guard lk(impl_->mu);
-    auto it = impl_->ids.find(s.get());
-    if (it != impl_->ids.end()) {
-      epoll_ctl(impl_->ep, EPOLL_CTL_DEL, impl_->streams.at(it->second).fd, nullptr);
-      impl_->streams.erase(it->second);
-      impl_->ids.erase(it);
-    }
-  }
+  impl_->forget(s.get());
   s->close();
 }
 
@@ -195,21 +196,12 @@ void OutputRelay::loop() {
         if (it == impl_->streams.end()) continue;
         s = it->second.s;
       }
-      if (!s->pump()) {  // end of file: nothing more will come; the owner closes it
-        std::lock_guard lk(impl_->mu);
-        auto it = impl_->ids.find(s.get());
-        if (it != impl_->ids.end()) {
-          epoll_ctl(impl_->ep, EPOLL_CTL_DEL, impl_->streams.at(it->second).fd, nullptr);
-          impl_->streams.erase(it->second);
-          impl_->ids.erase(it);
-        }
-      }
+      if (!s->pump()) impl_->forget(s.get());  // end of file: the owner closes it
     }
   }
 }
 
-// ---- pipes
-// -----------------------------------------------------------------------------------------
+// ---- pipes --------------------------------------------------------------------------------------
 
 RelayPipes::RelayPipes() {
   int a[2], b[2];
@@ -257,8 +249,7 @@ std::pair<std::shared_ptr<RelayStream>, std::shared_ptr<RelayStream>> RelayPipes
   return {std::move(out), std::move(err)};
 }
 
-// ---- the worker side
-// -------------------------------------------------------------------------------
+// ---- the worker side ----------------------------------------------------------------------------
 
 void adopt_relay(int out, int err) noexcept {
   std::fflush(stdout);
