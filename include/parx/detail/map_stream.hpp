@@ -49,8 +49,18 @@ struct ChunkResult {
   std::vector<R> dense;
 
   std::size_t size() const noexcept { return dense.empty() ? values.size() : dense.size(); }
-  R&& take(std::size_t i) { return dense.empty() ? std::move(*values[i]) : std::move(dense[i]); }
-  const R& peek(std::size_t i) const { return dense.empty() ? *values[i] : dense[i]; }
+  // By value: `dense` of bool is a std::vector<bool>, whose elements are proxies.
+  R take(std::size_t i) {
+    if (dense.empty()) return std::move(*values[i]);
+    return std::move(dense[i]);
+  }
+  const R& peek(std::size_t i) const requires(!std::is_same_v<R, bool>) {
+    if (dense.empty()) return *values[i];
+    return dense[i];
+  }
+  bool peek(std::size_t i) const requires std::is_same_v<R, bool> {
+    return dense.empty() ? *values[i] : static_cast<bool>(dense[i]);
+  }
 };
 
 // The name a map shows in progress reports: the registered name of a function, else "map".
@@ -156,7 +166,7 @@ class MapStream {
         ++yielded_;
         if (err_ < cur_->errors.size() && cur_->errors[err_].first == i)
           std::rethrow_exception(cur_->errors[err_++].second);
-        return std::move(cur_->take(i));
+        return cur_->take(i);
       }
       cur_.reset();
       refill();
