@@ -1,6 +1,8 @@
 // The cost of observation: the same maps with nothing listening, with a progress bar, and with a
 // trace being recorded, on a ThreadPool and a ProcessPool. Prints medians of `runs` alternating
-// runs and the ratio of each observed variant to the unobserved one (1.00 = free).
+// runs and the ratio of each observed variant to the unobserved one (1.00 = free). Then the cost
+// of one event alone: emitted by 1 and 2 threads at once to an empty listener and into a
+// TraceRecorder.
 //
 //   bench_observe [runs] 2>/dev/null      (the progress bar's plain lines go to stderr)
 #include <parx/parx.hpp>
@@ -12,6 +14,7 @@
 #include <filesystem>
 #include <functional>
 #include <string>
+#include <thread>
 #include <vector>
 
 long empty_task(long x) {
@@ -70,6 +73,47 @@ void measure(const char* what, std::size_t items, int runs,
   }
 }
 
+// Nanoseconds per event, each of `threads` threads emitting `n` task events.
+double emit_ns(int threads, int n) {
+  const auto t0 = std::chrono::steady_clock::now();
+  std::vector<std::thread> ts;
+  for (int w = 0; w < threads; ++w)
+    ts.emplace_back([w, n] {
+      for (int i = 0; i < n; ++i) {
+        parx::observe::Event e{parx::observe::EventKind::TaskStarted};
+        e.executor_id = 1;
+        e.executor_kind = "thread";
+        e.task_id = static_cast<std::uint64_t>(i);
+        e.worker = w;
+        e.name = "empty_task";
+        parx::observe::emit(e);
+      }
+    });
+  for (auto& t : ts)
+    t.join();
+  return std::chrono::duration<double, std::nano>(std::chrono::steady_clock::now() - t0).count() /
+         n;
+}
+
+void measure_events(int threads, int runs) {
+  const std::string path =
+      (std::filesystem::temp_directory_path() / "parx-bench-observe-events.json").string();
+  std::vector<double> empty, traced;
+  for (int r = 0; r < runs; ++r) {
+    {
+      auto sub = parx::observe::subscribe([](const parx::observe::Event&) {});
+      empty.push_back(emit_ns(threads, 1'000'000));
+    }
+    parx::observe::TraceRecorder rec(path);
+    traced.push_back(emit_ns(threads, 1'000'000));
+    rec.discard();  // writing is not measured
+  }
+  std::printf(
+      "emit 10^6 events on each of %d thread(s)   %6.1f ns/event to an empty listener, "
+      "%6.1f ns/event into a TraceRecorder\n",
+      threads, median(empty), median(traced));
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -94,6 +138,14 @@ int main(int argc, char** argv) {
       for (auto& f : fs)
         (void)f.get();
     });
+    measure("ThreadPool submit, 10^5 tasks of 10 us", 100'000, runs, [&](const parx::MapOptions&) {
+      std::vector<parx::Future<long>> fs;
+      fs.reserve(100'000);
+      for (long i = 0; i < 100'000; ++i)
+        fs.push_back(pool.submit(ten_us, i));
+      for (auto& f : fs)
+        (void)f.get();
+    });
   }
   {
     parx::ProcessPool pool;
@@ -102,6 +154,8 @@ int main(int argc, char** argv) {
     measure("ProcessPool map, 2*10^4 tasks of 10 us", twenty_k.size(), runs,
             [&](const parx::MapOptions& o) { (void)pool.map(ten_us, twenty_k, o); });
   }
+  measure_events(1, runs);
+  measure_events(2, runs);
   std::printf("(%d alternating runs, medians; %u cores)\n", runs,
               std::thread::hardware_concurrency());
 }

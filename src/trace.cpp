@@ -1,16 +1,35 @@
 // TraceRecorder (parx/observe/trace.hpp): records observe events, writes Chrome-trace JSON.
+//
+// Recording is per thread: each thread that delivers an event appends it to its own Buffer in
+// the recorder, found through a small thread-local cache keyed by the recorder's generation (a
+// process-unique number, so an entry left by a recorder that is gone never matches a new one).
+// A Buffer is a list of chunks that never move; the owner writes a record, then publishes the new
+// count with a release store, so build() can read every published record at any time without
+// stopping the writers. Strings (function names, errors, hosts) are interned per buffer: a small
+// cache keyed by the pointer and checked with strcmp (names may point at temporary strings, so
+// the pointer alone proves nothing), then a table keyed by the text. The recorder's lock is taken
+// by build()/events() and when a thread meets the recorder for the first time (or again after it
+// delivered to more recorders than its cache holds), to find or register its buffer.
 #include "parx/observe/trace.hpp"
 
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
+#include <atomic>
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
+#include <deque>
 #include <fstream>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <nlohmann/json.hpp>
+#include <string_view>
 #include <unordered_map>
+#include <utility>
 #include <vector>
 
 #include "parx/detail/sync.hpp"
@@ -22,47 +41,204 @@ namespace parx::observe {
 
 using EK = EventKind;
 
-struct TraceRecorder::Impl {
-  struct Rec {
-    EK kind;
-    std::int32_t worker;
-    std::int32_t rank;
-    std::uint32_t items;
-    std::uint64_t exec;
-    std::uint64_t task;
-    std::int64_t t;
-    std::int64_t pid;
-    std::int64_t dur;
-    std::uint32_t name = 0, host = 0, detail = 0, ekind = 0;
+namespace {
+
+// A recorded event. Its strings are interned in the recording thread's buffer (alive as long as
+// the recorder), nullptr for none; the fields most events leave at their defaults (set by process
+// and cluster pools, and by failures) live apart, in an Extra.
+struct Extra {
+  std::int64_t pid;
+  std::int64_t dur;
+  const std::string* host;
+  const std::string* detail;
+  std::int32_t rank;
+};
+
+struct Rec {
+  std::int64_t t;
+  std::uint64_t exec;
+  std::uint64_t task;
+  const std::string* name;
+  const std::string* ekind;
+  const Extra* extra;  // nullptr: pid 0, dur 0, rank -1, no host, no detail
+  std::int32_t worker;
+  std::uint32_t items;
+  EK kind;
+
+  std::int64_t pid() const { return extra ? extra->pid : 0; }
+  std::int64_t dur() const { return extra ? extra->dur : 0; }
+  std::int32_t rank() const { return extra ? extra->rank : -1; }
+  const std::string* host() const { return extra ? extra->host : nullptr; }
+  const std::string* detail() const { return extra ? extra->detail : nullptr; }
+};
+static_assert(sizeof(Rec) <= 64, "a record per event: keep it small");
+
+const std::string& str(const std::string* s) {
+  static const std::string empty;
+  return s ? *s : empty;
+}
+
+// The events one thread recorded: appended by that thread only, read by build() at any time.
+class Buffer {
+ public:
+  Buffer() : head_(new Chunk(kFirstChunk)), tail_(head_) {}
+  ~Buffer() {
+    for (Chunk* c = head_; c;)
+      delete std::exchange(c, c->next.load(std::memory_order_relaxed));
+  }
+  Buffer(const Buffer&) = delete;
+  Buffer& operator=(const Buffer&) = delete;
+
+  // ---- the owning thread ----
+  // Keeps `x` for the record about to be appended.
+  const Extra* extra(const Extra& x) { return &extras_.emplace_back(x); }
+
+  void append(const Rec& r) {
+    if (in_tail_ == tail_->cap) {
+      auto* c = new Chunk(std::min(tail_->cap * 2, kMaxChunk));
+      tail_->next.store(c, std::memory_order_release);
+      tail_ = c;
+      in_tail_ = 0;
+    }
+    tail_->recs[in_tail_++] = r;
+    published_.store(++count_, std::memory_order_release);
+  }
+
+  const std::string* intern(const char* p) {
+    if (!p || !*p) return nullptr;
+    const auto key = reinterpret_cast<std::uintptr_t>(p);
+    CacheEntry& c = cache_[(key ^ (key >> 4) ^ (key >> 12)) % cache_.size()];
+    if (c.key == p && std::strcmp(p, c.text->c_str()) == 0) return c.text;
+    const std::string_view text(p);
+    const std::string* s = nullptr;
+    if (auto it = by_text_.find(text); it != by_text_.end()) {
+      s = it->second;
+    } else {
+      s = &strings_.emplace_back(text);
+      by_text_.emplace(*s, s);
+    }
+    c = {p, s};
+    return s;
+  }
+
+  // ---- any thread ----
+  std::size_t size() const noexcept { return published_.load(std::memory_order_acquire); }
+
+  void copy_to(std::vector<Rec>& out) const {
+    std::size_t n = size();
+    for (const Chunk* c = head_; n > 0;) {
+      const std::size_t k = std::min(n, c->cap);
+      out.insert(out.end(), c->recs.get(), c->recs.get() + k);
+      n -= k;
+      // Linked before the first record past `c` was published, so there when n > 0.
+      if (n > 0) c = c->next.load(std::memory_order_acquire);
+    }
+  }
+
+ private:
+  static constexpr std::size_t kFirstChunk = 256;
+  static constexpr std::size_t kMaxChunk = 16384;
+  struct Chunk {
+    explicit Chunk(std::size_t n) : recs(std::make_unique_for_overwrite<Rec[]>(n)), cap(n) {}
+    std::unique_ptr<Rec[]> recs;
+    std::size_t cap;
+    std::atomic<Chunk*> next{nullptr};
+  };
+  struct CacheEntry {
+    const char* key = nullptr;
+    const std::string* text = nullptr;
   };
 
+  std::atomic<std::size_t> published_{0};
+  Chunk* const head_;
+  // Owner only:
+  Chunk* tail_;
+  std::size_t in_tail_ = 0;
+  std::size_t count_ = 0;
+  std::array<CacheEntry, 16> cache_{};
+  std::deque<std::string> strings_;  // deques: elements never move
+  std::deque<Extra> extras_;
+  std::unordered_map<std::string_view, const std::string*> by_text_;
+};
+
+// Which buffer this thread writes to, for the last few recorders it delivered to.
+struct ThreadBuffer {
+  std::uint64_t generation = 0;
+  Buffer* buffer = nullptr;
+};
+thread_local std::array<ThreadBuffer, 4> t_buffers{};
+thread_local unsigned t_buffers_next = 0;
+thread_local std::uint64_t t_thread = 0;  // process-unique thread number, 0 until first needed
+
+std::atomic<std::uint64_t> g_next_generation{1};
+std::atomic<std::uint64_t> g_next_thread{1};
+
+}  // namespace
+
+struct TraceRecorder::Impl {
   std::string path;
-  std::uint64_t only;
-  bool discarded = false;
+  std::atomic<std::uint64_t> only{0};
+  std::atomic<bool> discarded{false};
+  const std::uint64_t generation = g_next_generation.fetch_add(1, std::memory_order_relaxed);
   std::int64_t t0 = parx::detail::now_ns();
-  mutable std::mutex mu;
-  std::vector<Rec> recs;
-  std::vector<std::string> strings{""};
-  std::unordered_map<std::string, std::uint32_t> ids;
+  mutable std::mutex mu;  // guards buffers and by_thread
+  std::vector<std::unique_ptr<Buffer>> buffers;
+  std::unordered_map<std::uint64_t, Buffer*> by_thread;
   Subscription sub;
 
-  std::uint32_t intern(const char* s) {
-    if (!s || !*s) return 0;
-    auto [it, fresh] = ids.try_emplace(s, static_cast<std::uint32_t>(strings.size()));
-    if (fresh) strings.emplace_back(s);
-    return it->second;
+  Buffer& buffer() {
+    for (const ThreadBuffer& tb : t_buffers)
+      if (tb.generation == generation) return *tb.buffer;
+    if (t_thread == 0) t_thread = g_next_thread.fetch_add(1, std::memory_order_relaxed);
+    Buffer* b = nullptr;
+    {
+      std::lock_guard lk(mu);
+      auto [it, fresh] = by_thread.try_emplace(t_thread, nullptr);
+      if (fresh) {
+        buffers.push_back(std::make_unique<Buffer>());
+        it->second = buffers.back().get();
+      }
+      b = it->second;
+    }
+    t_buffers[t_buffers_next++ % t_buffers.size()] = {generation, b};
+    return *b;
   }
 
   void on(const Event& e) {
-    std::lock_guard lk(mu);
-    if (only && e.executor_id != only) return;
-    Rec r{e.kind,    e.worker,  e.rank, e.items,      e.executor_id,
-          e.task_id, e.time_ns, e.pid,  e.duration_ns};
-    r.name = intern(e.name);
-    r.host = intern(e.host);
-    r.detail = intern(e.detail);
-    r.ekind = intern(e.executor_kind);
-    recs.push_back(r);
+    if (const std::uint64_t o = only.load(std::memory_order_relaxed); o && e.executor_id != o)
+      return;
+    Buffer& b = buffer();
+    Rec r;
+    r.t = e.time_ns;
+    r.exec = e.executor_id;
+    r.task = e.task_id;
+    r.name = b.intern(e.name);
+    r.ekind = b.intern(e.executor_kind);
+    r.extra = nullptr;
+    if (e.pid || e.duration_ns || e.rank >= 0 || (e.host && *e.host) || (e.detail && *e.detail))
+      r.extra = b.extra({e.pid, e.duration_ns, b.intern(e.host), b.intern(e.detail), e.rank});
+    r.worker = e.worker;
+    r.items = e.items;
+    r.kind = e.kind;
+    b.append(r);
+  }
+
+  // What was recorded so far, of the pool `only` if set, in time order.
+  std::vector<Rec> records() const {
+    std::vector<Rec> rs;
+    {
+      std::lock_guard lk(mu);
+      std::size_t n = 0;
+      for (const auto& b : buffers)
+        n += b->size();
+      rs.reserve(n);
+      for (const auto& b : buffers)
+        b->copy_to(rs);
+    }
+    if (const std::uint64_t o = only.load(std::memory_order_relaxed))
+      std::erase_if(rs, [o](const Rec& r) { return r.exec != o; });
+    std::stable_sort(rs.begin(), rs.end(), [](const Rec& a, const Rec& b) { return a.t < b.t; });
+    return rs;
   }
 
   double us(std::int64_t t) const { return static_cast<double>(t - t0) / 1000.0; }
@@ -70,6 +246,20 @@ struct TraceRecorder::Impl {
   nlohmann::json build() const;
   bool write() const;
 };
+
+namespace {
+
+// Delivers to the recorder without the std::function of subscribe(fn).
+class Sink final : public Listener {
+ public:
+  explicit Sink(TraceRecorder::Impl* impl) : impl_(impl) {}
+  void on_event(const Event& e) noexcept override { impl_->on(e); }
+
+ private:
+  TraceRecorder::Impl* impl_;
+};
+
+}  // namespace
 
 namespace {
 
@@ -84,14 +274,7 @@ std::string pool_title(const std::string& kind, std::uint64_t id) {
 
 nlohmann::json TraceRecorder::Impl::build() const {
   using nlohmann::json;
-  std::vector<Rec> rs;
-  std::vector<std::string> strs;
-  {
-    std::lock_guard lk(mu);
-    for (const Rec& r : recs)
-      if (!only || r.exec == only) rs.push_back(r);
-    strs = strings;
-  }
+  const std::vector<Rec> rs = records();
   json events = json::array();
   struct Task {
     const Rec* queued = nullptr;
@@ -103,7 +286,7 @@ nlohmann::json TraceRecorder::Impl::build() const {
   struct WorkerInfo {
     std::int64_t pid = 0;
     std::int32_t rank = -1;
-    std::uint32_t host = 0;
+    const std::string* host = nullptr;
     int starts = 0;
   };
   std::map<std::pair<std::uint64_t, std::int32_t>, WorkerInfo> workers;
@@ -111,14 +294,14 @@ nlohmann::json TraceRecorder::Impl::build() const {
   const pid_t self = getpid();
 
   for (const Rec& r : rs) {
-    pool_kind.emplace(r.exec, strs[r.ekind]);
+    pool_kind.emplace(r.exec, str(r.ekind));
     if (first < 0 || r.t < first) first = r.t;
     last = std::max(last, r.t);
     if (r.worker >= 0) {
       WorkerInfo& w = workers[{r.exec, r.worker}];
-      if (r.pid) w.pid = r.pid;
-      if (r.rank >= 0) w.rank = r.rank;
-      if (r.host) w.host = r.host;
+      if (r.pid()) w.pid = r.pid();
+      if (r.rank() >= 0) w.rank = r.rank();
+      if (r.host()) w.host = r.host();
     }
     auto instant = [&](const char* name, const char* cat, json args) {
       events.push_back({{"ph", "i"},
@@ -149,14 +332,14 @@ nlohmann::json TraceRecorder::Impl::build() const {
         break;
       case EK::WorkerStarted: {
         WorkerInfo& w = workers[{r.exec, r.worker}];
-        instant(w.starts++ ? "worker restarted" : "worker started", "worker", {{"pid", r.pid}});
+        instant(w.starts++ ? "worker restarted" : "worker started", "worker", {{"pid", r.pid()}});
         break;
       }
       case EK::WorkerStopped:
-        instant("worker stopped", "worker", {{"pid", r.pid}});
+        instant("worker stopped", "worker", {{"pid", r.pid()}});
         break;
       case EK::WorkerCrashed:
-        instant("worker crashed", "worker", {{"pid", r.pid}, {"how", strs[r.detail]}});
+        instant("worker crashed", "worker", {{"pid", r.pid()}, {"how", str(r.detail())}});
         break;
     }
   }
@@ -172,11 +355,11 @@ nlohmann::json TraceRecorder::Impl::build() const {
     if (!tk.ended) continue;
     const Rec& e = *tk.ended;
     std::int64_t start = tk.started ? tk.started->t : e.t;
-    if (e.dur > 0 && e.t - e.dur > start) start = e.t - e.dur;  // the worker's own measure
+    if (e.dur() > 0 && e.t - e.dur() > start) start = e.t - e.dur();  // the worker's own measure
     const std::int32_t worker = e.worker >= 0 ? e.worker : (tk.started ? tk.started->worker : -1);
     json args = {{"task", e.task}, {"status", e.kind == EK::TaskFailed ? "failed" : "ok"}};
     if (e.items) args["items"] = e.items;
-    if (e.detail) args["error"] = strs[e.detail];
+    if (e.detail()) args["error"] = *e.detail();
     if (tk.queued) {
       const double wait = static_cast<double>(std::max<std::int64_t>(
                               (tk.started ? tk.started->t : start) - tk.queued->t, 0)) /
@@ -190,11 +373,11 @@ nlohmann::json TraceRecorder::Impl::build() const {
       events.push_back(std::move(b));
       events.push_back(std::move(en));
     }
-    const std::uint32_t name = e.name ? e.name : (tk.queued ? tk.queued->name : 0);
+    const std::string* name = e.name ? e.name : (tk.queued ? tk.queued->name : nullptr);
     per_worker[{e.exec, worker}].push_back({us(start), static_cast<double>(e.t - start) / 1000.0,
                                             json{{"ph", "X"},
                                                  {"cat", "task"},
-                                                 {"name", name ? strs[name] : std::string("task")},
+                                                 {"name", name ? *name : std::string("task")},
                                                  {"pid", e.exec},
                                                  {"args", std::move(args)}}});
   }
@@ -235,12 +418,12 @@ nlohmann::json TraceRecorder::Impl::build() const {
     std::string label;
     if (kind == "cluster") {
       label = "rank " + std::to_string(w.rank >= 0 ? w.rank : key.second);
-      if (w.host) label += " · " + strs[w.host];
+      if (w.host) label += " · " + *w.host;
       if (w.pid) label += " · pid " + std::to_string(w.pid);
     } else {
       label = "worker " + std::to_string(key.second) + " · pid " +
               std::to_string(w.pid ? w.pid : static_cast<std::int64_t>(self));
-      if (w.host) label += " · " + strs[w.host];
+      if (w.host) label += " · " + *w.host;
     }
     const int lanes = std::max(lanes_used[key], 1);
     for (int lane = 0; lane < lanes; ++lane)
@@ -289,15 +472,13 @@ bool TraceRecorder::Impl::write() const {
 TraceRecorder::TraceRecorder(std::string path, std::uint64_t only)
     : impl_(std::make_shared<Impl>()) {
   impl_->path = std::move(path);
-  impl_->only = only;
-  impl_->recs.reserve(4096);
-  Impl* raw = impl_.get();
-  impl_->sub = subscribe([raw](const Event& e) { raw->on(e); });
+  impl_->only.store(only, std::memory_order_relaxed);
+  impl_->sub = subscribe(std::make_shared<Sink>(impl_.get()));
 }
 
 TraceRecorder::~TraceRecorder() {
   impl_->sub.reset();  // waits out deliveries in progress
-  if (!impl_->discarded) impl_->write();
+  if (!impl_->discarded.load(std::memory_order_relaxed)) impl_->write();
 }
 
 bool TraceRecorder::write() {
@@ -310,18 +491,19 @@ const std::string& TraceRecorder::path() const noexcept {
 
 void TraceRecorder::discard() {
   impl_->sub.reset();
-  std::lock_guard lk(impl_->mu);
-  impl_->discarded = true;
+  impl_->discarded.store(true, std::memory_order_relaxed);
 }
 
 void TraceRecorder::only(std::uint64_t executor_id) {
-  std::lock_guard lk(impl_->mu);
-  impl_->only = executor_id;
+  impl_->only.store(executor_id, std::memory_order_relaxed);
 }
 
 std::size_t TraceRecorder::events() const {
   std::lock_guard lk(impl_->mu);
-  return impl_->recs.size();
+  std::size_t n = 0;
+  for (const auto& b : impl_->buffers)
+    n += b->size();
+  return n;
 }
 
 namespace detail {

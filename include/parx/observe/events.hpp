@@ -3,12 +3,15 @@
 // Executors report what happens to tasks and workers as Events; recorders (progress bars,
 // timelines, metrics — see the observe module) subscribe to them. No executor knows about
 // terminals or files, and with nobody subscribed an emit site costs one relaxed atomic load and
-// a not-taken branch.
+// a not-taken branch. With listeners, delivery takes no lock: the emitting thread marks itself
+// busy in a slot of its own, and unsubscribing waits for the threads it finds busy.
 //
 // Contract
 //   * `subscribe(listener)` starts delivery to `listener` and returns a Subscription; delivery
 //     stops when the Subscription is destroyed or reset. After that returns, the listener is
-//     called no more (a call in progress on another thread finishes first).
+//     called no more (a call in progress on another thread finishes first). A listener may itself
+//     emit, subscribe and unsubscribe (itself too); unsubscribing from inside a listener does not
+//     wait for calls in progress on other threads.
 //   * Listeners are called synchronously on the thread where the event happens (a worker, or
 //     the submitting thread for TaskQueued), possibly concurrently from many threads. They must be
 //     quick, thread-safe and must not throw (on_event is noexcept). Heavy work belongs on a
@@ -96,7 +99,7 @@ class Subscription {
 
 namespace detail {
 extern std::atomic<int> g_listeners;
-void emit_slow(const Event& e) noexcept;
+void emit_slow(Event& e) noexcept;  // stamps e.time_ns if 0, then delivers `e`
 }  // namespace detail
 
 // True if anyone listens. Emit sites test this first.

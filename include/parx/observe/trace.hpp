@@ -17,14 +17,21 @@
 //   observe::TraceRecorder rec("b.json"); a region of a program; written when `rec` ends
 //
 // Contract
-//   * Recording costs one short lock and a small copy per event while a recorder is alive, and
-//     nothing otherwise (emit sites test observe::active() first). Memory grows with the number of
-//     tasks (about 64 bytes per event): trace runs, not endless services.
+//   * Recording appends a small record per event to a buffer of the emitting thread, with no
+//     lock shared between threads (a thread takes the recorder's lock once, to register its
+//     buffer): at most about 0.1 µs per event, delivery and time stamp included, and three
+//     events per task. Nothing is recorded, and nothing paid, while no recorder is alive (emit
+//     sites test observe::active() first). Memory grows with the number of tasks (about 64 bytes
+//     per event, 40 more for one that carries a worker's pid, run time or error) and is held
+//     until the recorder is destroyed: trace runs, not endless services.
 //   * Times are the steady clock of the recording process. Task slices of process and cluster
 //     pools end when the driver learns the result, and span the run time the worker measured.
 //   * write() never throws for an unwritable path: it returns false and tells stderr.
 //
-// Thread-safety: a recorder may be created and destroyed on any thread; events arrive from any.
+// Thread-safety: a recorder may be created and destroyed on any thread, also while pools run;
+// events arrive from any thread, and several recorders may record at once. write(), events(),
+// only() and discard() may be called from any thread while events are being recorded; write()
+// and events() include every event whose delivery happened before the call.
 //
 // Example
 //   {
