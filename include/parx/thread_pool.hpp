@@ -359,6 +359,10 @@ template <class R, class F, std::ranges::input_range Rg>
 auto ThreadPool::map_chunked(F&& f, Rg&& inputs, const MapOptions& opts) {
   MapOptions o = opts;
   o.ordered = true;
+  // Chunks of ~1 ms (imap's default is 100 µs, for a quick first result): the calling thread,
+  // which collects the chunks, then takes almost no core from the workers, and a progress bar or
+  // a trace still sees a thousand chunks a second.
+  if (!o.target_chunk_us) o.target_chunk_us = 1000;
   auto stream = imap(std::forward<F>(f), std::forward<Rg>(inputs), o);
   if constexpr (std::is_void_v<R>) {
     while (stream.next()) {
