@@ -130,22 +130,19 @@ int main(int argc, char** argv) {
             [&](const parx::MapOptions& o) { (void)pool.map(empty_task, million, o); });
     measure("ThreadPool map, 2*10^4 tasks of 10 us", twenty_k.size(), runs,
             [&](const parx::MapOptions& o) { (void)pool.map(ten_us, twenty_k, o); });
-    measure("ThreadPool submit, 10^5 empty tasks", 100'000, runs, [&](const parx::MapOptions&) {
-      std::vector<parx::Future<long>> fs;
-      fs.reserve(100'000);
-      for (long i = 0; i < 100'000; ++i)
-        fs.push_back(pool.submit(empty_task, i));
-      for (auto& f : fs)
-        (void)f.get();
-    });
-    measure("ThreadPool submit, 10^5 tasks of 10 us", 100'000, runs, [&](const parx::MapOptions&) {
-      std::vector<parx::Future<long>> fs;
-      fs.reserve(100'000);
-      for (long i = 0; i < 100'000; ++i)
-        fs.push_back(pool.submit(ten_us, i));
-      for (auto& f : fs)
-        (void)f.get();
-    });
+    // 10^5 individually submitted tasks of `fn`, then every result.
+    auto submit_all = [&pool](long (*fn)(long)) {
+      return [&pool, fn](const parx::MapOptions&) {
+        std::vector<parx::Future<long>> fs;
+        fs.reserve(100'000);
+        for (long i = 0; i < 100'000; ++i)
+          fs.push_back(pool.submit(fn, i));
+        for (auto& f : fs)
+          (void)f.get();
+      };
+    };
+    measure("ThreadPool submit, 10^5 empty tasks", 100'000, runs, submit_all(empty_task));
+    measure("ThreadPool submit, 10^5 tasks of 10 us", 100'000, runs, submit_all(ten_us));
   }
   {
     parx::ProcessPool pool;
