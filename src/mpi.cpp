@@ -1,13 +1,18 @@
 // parx::mpi: joining an MPI job, and Comm's messages and collectives (see parx/mpi.hpp).
 #include "parx/mpi.hpp"
 
+#include <linux/sockios.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
 #include <climits>
 #include <cstdio>
 #include <cstdlib>
 #include <exception>
+#include <thread>
 
 #include "parx/detail/mpi_join.hpp"
 
@@ -33,6 +38,31 @@ bool mpi_initialized() {
   return i != 0;
 }
 
+// Waits, at most `limit`, until the launcher has read what this rank wrote to `fd`. A launcher
+// that learns of an MPI_Abort may kill its ranks and exit before it has drained their output
+// pipes (MPICH's hydra does, under load), and the last words of the aborting rank would be lost.
+// A pipe reports its unread bytes with FIONREAD on either end, a socket its unsent ones with
+// SIOCOUTQ; anything else (a terminal, a file) needs no wait.
+void wait_until_read(int fd, std::chrono::milliseconds limit) {
+  struct stat st {};
+  if (fstat(fd, &st) != 0) return;
+  unsigned long request = 0;
+  if (S_ISFIFO(st.st_mode)) {
+    request = FIONREAD;
+  } else if (S_ISSOCK(st.st_mode)) {
+    request = SIOCOUTQ;
+  } else {
+    return;
+  }
+  const auto deadline = std::chrono::steady_clock::now() + limit;
+  for (;;) {
+    int pending = 0;
+    if (ioctl(fd, request, &pending) != 0 || pending <= 0) return;
+    if (std::chrono::steady_clock::now() >= deadline) return;
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+}
+
 // An exception escaped main on this rank: say so, and end the whole job rather than leave the
 // other ranks waiting for this one forever.
 [[noreturn]] void abort_job_on_terminate() {
@@ -50,6 +80,9 @@ bool mpi_initialized() {
                  size(), host_name().c_str(), what.c_str());
     std::fprintf(stderr, "parx: aborting the MPI job\n");
     std::fflush(stderr);
+    std::fflush(stdout);
+    wait_until_read(STDOUT_FILENO, std::chrono::seconds(1));
+    wait_until_read(STDERR_FILENO, std::chrono::seconds(1));
     MPI_Abort(MPI_COMM_WORLD, 1);
   }
   if (g_previous_terminate) g_previous_terminate();
