@@ -10,6 +10,7 @@
 #include "parx/detail/map_observe.hpp"
 #include "parx/detail/sync.hpp"
 #include "parx/errors.hpp"
+#include "parx/log.hpp"
 
 #define XXH_INLINE_ALL  // header-only use of libxxhash: nothing to link
 #include <xxhash.h>
@@ -213,27 +214,46 @@ void Journal::append(std::span<const Record> records) noexcept {
     const std::uint64_t sum = record_sum(buf.data() + head, r.result);
     store<std::uint64_t>(buf, sum);
   }
-  std::lock_guard lk(mu_);
-  if (!write_error_.empty() || fd_ < 0) return;
-  std::string why;
-  if (!write_all(fd_, buf.data(), buf.size(), why)) {
-    write_error_ = why;
-    return;
+  std::string failed;
+  {
+    std::lock_guard lk(mu_);
+    if (!write_error_.empty() || fd_ < 0) return;
+    std::string why;
+    if (!write_all(fd_, buf.data(), buf.size(), why)) {
+      failed = write_error_ = why;
+    } else {
+      const std::int64_t now = now_ns();
+      if (now - last_sync_ >= std::chrono::nanoseconds(sync_).count()) {
+        if (fdatasync(fd_) != 0) failed = write_error_ = errno_text();
+        last_sync_ = now;
+      }
+    }
   }
-  const std::int64_t now = now_ns();
-  if (now - last_sync_ >= std::chrono::nanoseconds(sync_).count()) {
-    if (fdatasync(fd_) != 0) write_error_ = errno_text();
-    last_sync_ = now;
+  if (!failed.empty()) warn_failed(failed);
+}
+
+// Said once, when it happens: a user watching a long map learns at once that a re-run would no
+// longer resume it all, and can free the disk or stop the program.
+void Journal::warn_failed(const std::string& why) noexcept {
+  try {
+    log::warn("checkpoint ", path_, ": writing the journal failed (", why,
+              "); the map goes on and returns every result, but items from here on are not "
+              "recorded and a re-run would run them again");
+  } catch (...) {
   }
 }
 
-void Journal::close() {
-  std::lock_guard lk(mu_);
-  if (fd_ >= 0 && fdatasync(fd_) != 0 && write_error_.empty()) write_error_ = errno_text();
-  if (!write_error_.empty())
-    throw CheckpointError(path_ + ": writing the journal failed (" + write_error_ +
-                          "); the results returned are complete, but a re-run would redo the "
-                          "items not recorded");
+std::string Journal::close() {
+  std::string failed;
+  std::string error;
+  {
+    std::lock_guard lk(mu_);
+    if (fd_ >= 0 && write_error_.empty() && fdatasync(fd_) != 0)
+      failed = write_error_ = errno_text();
+    error = write_error_;
+  }
+  if (!failed.empty()) warn_failed(failed);
+  return error;
 }
 
 }  // namespace parx::detail

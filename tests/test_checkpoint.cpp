@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <spawn.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -12,9 +13,12 @@
 
 #include <parx/parx.hpp>
 
+#include <algorithm>
+#include <cerrno>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -328,6 +332,57 @@ TEST(Checkpoint, NotAJournalAndBadOptions) {
   auto g = [](long) { return Opaque{nullptr}; };
   EXPECT_THROW((void)pool.map(g, inputs(10), {.checkpoint = (d.path / "x").string()}),
                parx::InvalidArgument);
+}
+
+// A journal that cannot be written (here: the file size limit, as a full disk would) stops
+// recording and says so at once; the map still returns every result, reports why in MapStats,
+// and a re-run resumes what was recorded before the failure.
+TEST(Checkpoint, WriteFailureWarnsAndLosesNoResult) {
+  TempDir d;
+  const fs::path ck = d.path / "sweep.ckpt";
+  parx::ThreadPool pool(2);
+  auto f = [](long i) { return i * i + 1; };
+  constexpr long n = 3000;
+
+  rlimit old{};
+  ASSERT_EQ(::getrlimit(RLIMIT_FSIZE, &old), 0);
+  auto* old_handler = ::signal(SIGXFSZ, SIG_IGN);  // a write past the limit fails with EFBIG
+  rlimit small = old;
+  small.rlim_cur = 2000;  // the header and a few dozen records
+  ASSERT_EQ(::setrlimit(RLIMIT_FSIZE, &small), 0);
+  parx::MapStats st;
+  std::vector<long> got;
+  testing::internal::CaptureStderr();
+  try {
+    got = pool.map(f, inputs(n), {.chunksize = 20, .stats = &st, .checkpoint = ck.string()});
+  } catch (...) {
+    (void)testing::internal::GetCapturedStderr();
+    ::setrlimit(RLIMIT_FSIZE, &old);
+    ::signal(SIGXFSZ, old_handler);
+    throw;
+  }
+  const std::string err = testing::internal::GetCapturedStderr();
+  ASSERT_EQ(::setrlimit(RLIMIT_FSIZE, &old), 0);
+  ::signal(SIGXFSZ, old_handler);
+
+  EXPECT_EQ(got, expected(n));
+  EXPECT_NE(st.checkpoint_error.find(std::strerror(EFBIG)), std::string::npos)
+      << st.checkpoint_error;
+  EXPECT_NE(err.find("writing the journal failed"), std::string::npos) << err;
+  EXPECT_NE(err.find(ck.string()), std::string::npos) << err;
+  EXPECT_EQ(std::count(err.begin(), err.end(), '\n'), 1) << "warned once: " << err;
+  EXPECT_LE(bytes_in(ck), 2000u);
+
+  // The re-run resumes the records written whole before the failure (the torn one is cut off)
+  // and runs the rest.
+  parx::MapStats again;
+  EXPECT_EQ(pool.map(f, inputs(n), {.stats = &again, .checkpoint = ck.string()}), expected(n));
+  EXPECT_GT(again.resumed, 0u);
+  EXPECT_LT(again.resumed, static_cast<std::size_t>(n));
+  EXPECT_TRUE(again.checkpoint_error.empty()) << again.checkpoint_error;
+  parx::MapStats third;
+  EXPECT_EQ(pool.map(f, inputs(n), {.stats = &third, .checkpoint = ck.string()}), expected(n));
+  EXPECT_EQ(third.resumed, static_cast<std::size_t>(n));
 }
 
 // ---- SIGKILL of the driver mid-map, then a re-run -------------------------------------------

@@ -35,6 +35,10 @@ struct MapStats {
   std::size_t chunksize = 0;  // effective chunk size (the last one chosen when adaptive)
   double seconds = 0;         // wall time of the map
   std::size_t resumed = 0;    // items whose results came from the checkpoint, not from a run
+  // Empty when the checkpoint journal recorded every result (or there was none). Otherwise why
+  // it stopped recording (a full disk, a file size limit): the map still returned every result,
+  // but a re-run would run the items not recorded again.
+  std::string checkpoint_error;
 };
 
 // What a map's progress reports (MapOptions::on_progress, and the bar).

@@ -100,14 +100,17 @@ class Journal {
     std::uint64_t input_hash;
     std::span<const std::byte> result;
   };
+  // The first write or fsync that fails stops the recording (a record after a torn one would
+  // read as damage) and logs a warning; the map itself goes on.
   void append(std::span<const Record> records) noexcept;
-  // fsync now (end of the map). Reports a write error seen earlier as CheckpointError.
-  void close();
+  // fsync now (end of the map). Returns why the journal stopped recording, empty if it did not.
+  std::string close();
 
   static std::uint64_t hash(std::span<const std::byte> bytes) noexcept;
 
  private:
   void load();
+  void warn_failed(const std::string& why) noexcept;
   std::string path_;
   std::string fingerprint_;
   std::chrono::milliseconds sync_;

@@ -231,7 +231,7 @@ class MapStream {
     if (monitor_) monitor_->finish();
     if (journal_) {
       auto j = std::move(journal_);
-      j->close();
+      checkpoint_error_ = j->close();
     }
   }
 
@@ -465,6 +465,10 @@ class MapStream {
     opts_.stats->chunksize = chunk_;
     opts_.stats->seconds = static_cast<double>(now_ns() - t0_) * 1e-9;
     opts_.stats->resumed = resumed_;
+    try {
+      opts_.stats->checkpoint_error = checkpoint_error_;
+    } catch (...) {  // no memory for a copy of the message: the warning was logged already
+    }
   }
 
   Ex& ex_;
@@ -495,6 +499,7 @@ class MapStream {
   std::string name_;  // shown in observe events and the trace
   std::shared_ptr<MapMonitor> monitor_;
   std::shared_ptr<Journal> journal_;
+  std::string checkpoint_error_;  // why the journal stopped recording (Journal::close)
 };
 
 }  // namespace parx::detail
