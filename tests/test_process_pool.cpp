@@ -21,7 +21,7 @@
 #include <map>
 #include <numeric>
 #include <parx/detail/fork_server.hpp>
-#include <parx/detail/process_channel.hpp>
+#include "process/channel.hpp"
 #include <parx/parx.hpp>
 #include <set>
 #include <sstream>

@@ -69,7 +69,7 @@ namespace detail {
 class ClusterImpl;
 }
 
-class ClusterPool {
+class ClusterPool : public detail::RemotePool<ClusterPool> {
  public:
   // When arguments and results of at least Options::compress_min_bytes are compressed (zstd).
   enum class Compression {
@@ -150,44 +150,16 @@ class ClusterPool {
   observe::Counters counters() const;
   bool is_shutdown() const noexcept;
 
-  // Runs registered `fn(args...)` on some rank.
-  template <class R, class... P, class... A>
-  Future<R> submit(R (*fn)(P...), A&&... args);
-  template <class F, class... A>
-  requires(!detail::is_function_pointer_v<std::decay_t<F>>) Future<int> submit(F&&, A&&...) {
-    static_assert(detail::always_false_v<F>,
-                  "parx::ClusterPool runs functions registered with PARX_REMOTE: a lambda, functor "
-                  "or std::function cannot cross to another rank. Write a function, add "
-                  "PARX_REMOTE(name) after it, and pass the function");
-    return {};
-  }
-  template <class F, std::ranges::input_range R>
-  auto map(F&& f, R&& inputs, const MapOptions& opts = {});
-  template <class F, std::ranges::input_range R>
-  auto starmap(F&& f, R&& inputs, const MapOptions& opts = {});
-  // Lazy ordered map (opts.ordered = false: completion order). An lvalue input is referenced:
-  // keep it alive while iterating.
-  template <class F, std::ranges::input_range R>
-  auto imap(F&& f, R&& inputs, const MapOptions& opts = {});
-  template <class F, std::ranges::input_range R>
-  auto imap_unordered(F&& f, R&& inputs, const MapOptions& opts = {}) {
-    MapOptions o = opts;
-    o.ordered = false;
-    return imap(std::forward<F>(f), std::forward<R>(inputs), o);
-  }
+  // submit, map, starmap, imap, imap_unordered, submit_encoded: detail/remote_pool.hpp (on the
+  // driver; a serving rank that calls them gets InvalidState).
 
   void shutdown(bool wait = true, bool cancel_pending = false);
 
-  // Internal (the lazy map engine): runs a chunk of items, one outcome per item.
-  template <class R, class F, class In>
-  Future<detail::ChunkResult<R>> submit_chunk(const F& f, std::vector<In>&& items,
-                                              std::size_t first_index);
-
  private:
+  friend class detail::RemotePool<ClusterPool>;
+  static constexpr detail::MapTuning kMapTuning{20'000, 1 << 17};
   void require_driver(const char* what) const;
-  // Queues a job: `payload` is a ProcessPool job payload (prefix filled in here).
-  void enqueue(FunctionId fn, Bytes payload, std::size_t n, std::int64_t first_index, bool batch,
-               std::unique_ptr<detail::PoolSink> sink);
+  void enqueue(detail::RemoteJob&& job);
 
   std::unique_ptr<observe::TraceRecorder> trace_;  // destroyed after impl_
   std::unique_ptr<detail::ClusterImpl> impl_;
@@ -196,56 +168,6 @@ class ClusterPool {
   int size_ = 1;
   std::size_t workers_ = 0;
 };
-
-// ---- implementation ---------------------------------------------------------------------------
-
-template <class R, class... P, class... A>
-Future<R> ClusterPool::submit(R (*fn)(P...), A&&... args) {
-  require_driver("submit");
-  const FunctionId id = remote_id(fn);  // throws, naming fn, if it is not registered
-  detail::PoolJobBuilder b(1);
-  encode_call(b.begin_item(-1), fn, std::forward<A>(args)...);
-  b.end_item();
-  detail::Ref<detail::State<R>> st(new detail::State<R>());
-  auto fut = detail::make_future<R>(detail::Ref<detail::State<R>>(st.get(), false));
-  enqueue(id, b.take_payload(), 1, -1, false,
-          std::make_unique<detail::SubmitSink<R>>(std::move(st)));
-  return fut;
-}
-
-template <class R, class F, class In>
-Future<detail::ChunkResult<R>> ClusterPool::submit_chunk(const F& f, std::vector<In>&& items,
-                                                         std::size_t first_index) {
-  const FunctionId id = detail::pool_function_id(f);
-  detail::ChunkJob<R> job = detail::make_chunk_job<R>(f, items, first_index);
-  enqueue(id, std::move(job.payload), items.size(), static_cast<std::int64_t>(first_index),
-          job.batch, std::move(job.sink));
-  return std::move(job.future);
-}
-
-template <class F, std::ranges::input_range Rg>
-auto ClusterPool::imap(F&& f, Rg&& inputs, const MapOptions& opts) {
-  require_driver("imap");
-  using View = std::views::all_t<Rg>;
-  using Fn = std::decay_t<F>;
-  (void)detail::pool_function_id(f);  // an unregistered function fails here, not on a rank
-  using Stream = detail::MapStream<ClusterPool, View, Fn>;
-  auto fn = std::make_shared<Fn>(std::forward<F>(f));
-  return MapRange<Stream>(std::make_unique<Stream>(*this, std::views::all(std::forward<Rg>(inputs)),
-                                                   std::move(fn), opts, 20'000, 1 << 17));
-}
-
-template <class F, std::ranges::input_range Rg>
-auto ClusterPool::map(F&& f, Rg&& inputs, const MapOptions& opts) {
-  return detail::map_through_imap(*this, std::forward<F>(f), std::forward<Rg>(inputs), opts);
-}
-
-template <class F, std::ranges::input_range Rg>
-auto ClusterPool::starmap(F&& f, Rg&& inputs, const MapOptions& opts) {
-  static_assert(detail::is_function_pointer_v<std::decay_t<F>>,
-                "parx::ClusterPool::starmap needs a function registered with PARX_REMOTE");
-  return map(detail::StarCall<std::decay_t<F>>{f}, std::forward<Rg>(inputs), opts);
-}
 
 static_assert(Executor<ClusterPool>);
 

@@ -1,19 +1,6 @@
-// ClusterPool: the driver's communication thread, the serving ranks' loop, and the servers that
-// run chunks on a rank (threads, or the rank's own ProcessPool).
-//
-// Every message on the pool's communicator is a body followed by a 64-byte trailer (so a
-// received buffer is shortened to its body without a copy):
-//   job    (driver -> rank): the body is a ProcessPool job payload — [u64 fn][u64 n] then per
-//          item [i64 index][u64 length | pad << 56] and the encoded arguments, or for a batch
-//          [u64 fn][u64 n][u64 arg size][u64 result size] then the packed arguments.
-//   result (rank -> driver): per item, 8-aligned, [u32 status][u32 pad][u64 slot][u64 length],
-//          `pad` zero bytes, then the encoded value (status 0) or error (status 1); a batch
-//          result starts with the packed results (n × result size, padded to 8) and carries only
-//          error records.
-//   stop   (driver -> rank): the pool is shut down; the rank's constructor returns.
-//   refusal (rank -> driver): a job message the rank could not read, with the reason.
-// Values keep their alignment relative to the message start (the codec's padding is computed
-// from it), so a value is decoded where it lies.
+// ClusterPool: the driver's communication thread and the serving ranks' loop. The message
+// envelope is mpi/cluster_wire.hpp; jobs and results are the engine's (engine/wire.hpp); a
+// rank's jobs run in mpi/cluster_server.cpp.
 #include "parx/cluster_pool.hpp"
 
 #include <fcntl.h>
@@ -35,447 +22,22 @@
 #include <thread>
 #include <unordered_map>
 
-#include "parx/detail/map_observe.hpp"
 #include "parx/detail/output_relay.hpp"
 #include "parx/detail/sync.hpp"
 #include "parx/mpi.hpp"
 #include "parx/observe/events.hpp"
 #include "parx/observe/metrics.hpp"
 #include "parx/thread_pool.hpp"
+#include "engine/wire.hpp"
+#include "mpi/cluster_server.hpp"
+#include "mpi/cluster_wire.hpp"
 
 namespace parx {
 namespace detail {
 
 void set_throw_capture(bool on) noexcept;
-void clear_throw_trace() noexcept;
-std::string last_throw_trace();
 
-namespace {
-
-constexpr std::uint32_t kMagic = 0x4c435850;  // "PXCL"
-constexpr std::uint16_t kVersion = 1;
-constexpr int kTagJob = 7101, kTagResult = 7102, kTagStop = 7103, kTagRefused = 7104;
-// output (rank -> driver): [u8 fd (1 or 2)] then whole lines a serving rank's relay read;
-// output end (rank -> driver, empty): after the stop, the rank's last output has been sent.
-constexpr int kTagOutput = 7105, kTagOutputEnd = 7106;
-constexpr std::uint16_t kKindJob = 1, kKindResult = 2;
-constexpr std::uint32_t kFlagBatch = 1, kFlagZstd = 2;
-constexpr std::uint64_t kItemLenMask = (std::uint64_t{1} << 56) - 1;
-constexpr std::size_t kBatchHeader = 32;
-constexpr std::uint64_t kMaxBody = std::uint64_t{1} << 40;
-
-struct Trailer {
-  std::uint32_t magic = kMagic;
-  std::uint16_t version = kVersion;
-  std::uint16_t kind = 0;
-  std::uint32_t flags = 0;
-  std::int32_t rank = 0;          // sender
-  std::uint64_t job = 0;          // job id, echoed in the result
-  std::uint64_t raw_size = 0;     // body bytes before compression
-  std::uint64_t n = 0;            // items
-  std::int64_t number = 0;        // job: index of the first item; result: elapsed ns
-  std::uint64_t fn = 0;           // function id
-  std::uint64_t result_size = 0;  // batch: bytes per packed result
-};
-static_assert(sizeof(Trailer) == 64 && std::is_trivially_copyable_v<Trailer>);
-
-template <class T>
-T load_at(std::span<const std::byte> b, std::size_t at) {
-  T v;
-  std::memcpy(&v, b.data() + at, sizeof v);
-  return v;
-}
-
-constexpr std::size_t round_up(std::size_t n, std::size_t a) {
-  return (n + a - 1) / a * a;
-}
-
-// Reads and checks the trailer of `msg`; throws SerializationError saying what is wrong.
-Trailer read_trailer(std::span<const std::byte> msg, std::uint16_t kind, int from) {
-  const std::string who = "a message from rank " + std::to_string(from);
-  if (msg.size() < sizeof(Trailer))
-    throw SerializationError(who + " is " + std::to_string(msg.size()) +
-                             " bytes, shorter than its trailer");
-  Trailer t;
-  std::memcpy(&t, msg.data() + msg.size() - sizeof t, sizeof t);
-  if (t.magic != kMagic)
-    throw SerializationError(who + " has a bad magic number (not a ClusterPool message)");
-  if (t.version != kVersion)
-    throw SerializationError(who + " has protocol version " + std::to_string(t.version) +
-                             ", expected " + std::to_string(kVersion) +
-                             " (ranks built from different parx versions?)");
-  if (t.kind != kind) throw SerializationError(who + " has kind " + std::to_string(t.kind));
-  if (t.raw_size > kMaxBody || t.n > kMaxBody)
-    throw SerializationError(who + " claims an impossible size");
-  if (!(t.flags & kFlagZstd) && t.raw_size != msg.size() - sizeof t)
-    throw SerializationError(who + " has a body of " + std::to_string(msg.size() - sizeof t) +
-                             " bytes, its trailer says " + std::to_string(t.raw_size));
-  return t;
-}
-
-// The body of `msg` (trailer checked), decompressed if it was sent compressed. `msg` becomes the
-// body in place when it was not.
-Bytes take_body(Bytes&& msg, const Trailer& t, int from) {
-  msg.resize(msg.size() - sizeof(Trailer));
-  if (!(t.flags & kFlagZstd)) return std::move(msg);
-  Bytes raw(t.raw_size);
-  const std::size_t got = ZSTD_decompress(raw.data(), raw.size(), msg.data(), msg.size());
-  if (ZSTD_isError(got) || got != t.raw_size)
-    throw SerializationError(
-        "a compressed message from rank " + std::to_string(from) +
-        " does not decompress to its stated size" +
-        (ZSTD_isError(got) ? std::string(": ") + ZSTD_getErrorName(got) : std::string()));
-  return raw;
-}
-
-// Whether a body of `n` bytes at `p` is worth compressing: zstd's fastest level on a 64 KiB
-// sample must save at least 10 %.
-bool compresses(const std::byte* p, std::size_t n) {
-  const std::size_t s = std::min<std::size_t>(n, 64 * 1024);
-  std::vector<std::byte> out(ZSTD_compressBound(s));
-  const std::size_t c = ZSTD_compress(out.data(), out.size(), p + (n - s) / 2, s, 1);
-  return !ZSTD_isError(c) && c < s * 9 / 10;
-}
-
-// Appends the trailer to `body`, compressing it first when `compress`. Returns the bytes saved.
-std::size_t seal(Bytes& body, Trailer t, bool compress) {
-  t.raw_size = body.size();
-  std::size_t saved = 0;
-  if (compress) {
-    Bytes z(ZSTD_compressBound(body.size()) + sizeof t);
-    const std::size_t c = ZSTD_compress(z.data(), z.size() - sizeof t, body.data(), body.size(), 1);
-    if (!ZSTD_isError(c) && c < body.size()) {
-      saved = body.size() - c;
-      z.resize(c);
-      body = std::move(z);
-      t.flags |= kFlagZstd;
-    }
-  }
-  const auto* tb = reinterpret_cast<const std::byte*>(&t);
-  body.insert(body.end(), tb, tb + sizeof t);
-  return saved;
-}
-
-// The trailer of the result of job `t`, sent by `rank`.
-Trailer result_trailer(const Trailer& t, int rank, std::int64_t elapsed_ns) {
-  Trailer r{};
-  r.kind = kKindResult;
-  r.flags = t.flags & kFlagBatch;
-  r.rank = rank;
-  r.job = t.job;
-  r.n = t.n;
-  r.number = elapsed_ns;
-  r.fn = t.fn;
-  r.result_size = t.result_size;
-  return r;
-}
-
-// ---- errors on the wire -----------------------------------------------------------------------
-
-enum class ErrKind : std::uint8_t { task, crashed, timeout, cancelled, other };
-
-TaskErrorInfo info_of(const std::exception_ptr& e, std::int64_t index, const std::string& fn,
-                      int rank, const std::string& host) {
-  TaskErrorInfo i;
-  i.type_name = exception_type_name(e);
-  i.message = exception_message(e);
-  i.task_index = index;
-  i.function = fn;
-  i.host = host;
-  i.rank = rank;
-  i.pid = getpid();
-  i.stack_trace = last_throw_trace();
-  return i;
-}
-
-void put_error(Encoder& out, const std::exception_ptr& e, std::int64_t index, const std::string& fn,
-               int rank, const std::string& host) {
-  try {
-    std::rethrow_exception(e);
-  } catch (const TaskError& t) {
-    TaskErrorInfo i = t.info();
-    i.rank = rank;
-    if (i.host.empty()) i.host = host;
-    out.put(static_cast<std::uint8_t>(ErrKind::task));
-    out.put(i);
-  } catch (const WorkerCrashed& w) {
-    out.put(static_cast<std::uint8_t>(ErrKind::crashed));
-    out.put(w.pid());
-    out.put(static_cast<std::int64_t>(w.signal()));
-    out.put(static_cast<std::int64_t>(w.exit_code()));
-    out.put(w.task_index() >= 0 ? w.task_index() : index);
-  } catch (const TimeoutError& t) {
-    out.put(static_cast<std::uint8_t>(ErrKind::timeout));
-    out.put(std::string(t.what()));
-  } catch (const Cancelled& c) {
-    out.put(static_cast<std::uint8_t>(ErrKind::cancelled));
-    out.put(std::string(c.what()));
-  } catch (...) {
-    out.put(static_cast<std::uint8_t>(ErrKind::task));
-    out.put(info_of(e, index, fn, rank, host));
-  }
-}
-
-std::exception_ptr get_error(Decoder& d, int rank, const std::string& host) {
-  const std::string where = "on rank " + std::to_string(rank) + ", host " + host;
-  switch (static_cast<ErrKind>(d.make<std::uint8_t>())) {
-    case ErrKind::task:
-      return std::make_exception_ptr(TaskError(d.make<TaskErrorInfo>()));
-    case ErrKind::crashed: {
-      const auto pid = d.make<std::int64_t>();
-      const auto sig = d.make<std::int64_t>();
-      const auto code = d.make<std::int64_t>();
-      const auto index = d.make<std::int64_t>();
-      return std::make_exception_ptr(
-          WorkerCrashed(pid, static_cast<int>(sig), static_cast<int>(code), index, where));
-    }
-    case ErrKind::timeout:
-      return std::make_exception_ptr(TimeoutError(d.make<std::string>() + " (" + where + ")"));
-    case ErrKind::cancelled:
-      return std::make_exception_ptr(Cancelled(d.make<std::string>() + " (" + where + ")"));
-    default:
-      throw SerializationError("unknown error kind in a result from rank " + std::to_string(rank));
-  }
-}
-
-// Appends an outcome record; `value` (status 0) keeps its alignment relative to `base`.
-void put_record(Encoder& out, std::uint32_t status, std::size_t slot,
-                std::span<const std::byte> bytes, std::size_t base) {
-  static constexpr std::byte zeros[64] = {};
-  out.write(zeros, (8 - out.size() % 8) % 8);
-  const std::size_t at = out.size() + 24;
-  const auto pad = static_cast<std::uint32_t>((base % 64 + 64 - at % 64) % 64);
-  const std::uint64_t hdr[3] = {status | (std::uint64_t{pad} << 32), slot, bytes.size()};
-  out.write(hdr, sizeof hdr);
-  out.write(zeros, pad);
-  out.write(bytes.data(), bytes.size());
-}
-
-// ---- running a job on a rank --------------------------------------------------------------------
-
-// Where an item of a job payload lies.
-struct JobItem {
-  std::int64_t index;   // task index, for errors
-  std::size_t at;       // of its 16-byte header
-  std::size_t args_at;  // of its encoded arguments
-  std::size_t len;      // of its encoded arguments
-};
-
-// The `n` items of a (non-batch) job payload, each checked to lie within it.
-std::vector<JobItem> job_items(std::span<const std::byte> payload, std::uint64_t n) {
-  if (payload.size() < 16 || load_at<std::uint64_t>(payload, 8) != n || n > payload.size() / 16)
-    throw SerializationError("a job does not match its item count");
-  std::vector<JobItem> items;
-  items.reserve(n);
-  std::size_t pos = 16;
-  for (std::uint64_t k = 0; k < n; ++k) {
-    if (pos + 16 > payload.size()) throw SerializationError("a job item header beyond the job");
-    const auto word = load_at<std::uint64_t>(payload, pos + 8);
-    const std::size_t len = word & kItemLenMask, pad = word >> 56;
-    if (pad >= 64 || pad > payload.size() - pos - 16 || len > payload.size() - pos - 16 - pad)
-      throw SerializationError("a job item beyond the job");
-    items.push_back({load_at<std::int64_t>(payload, pos), pos, pos + 16 + pad, len});
-    pos += 16 + pad + len;
-  }
-  return items;
-}
-
-// Runs a job's items in this thread into a result body (thread mode).
-Bytes run_items(std::span<const std::byte> payload, const Trailer& t, int rank,
-                const std::string& host, std::int64_t& elapsed) {
-  Encoder out(256);
-  const std::int64_t t0 = now_ns();
-  const RemoteEntry* entry = find_remote(t.fn);
-  const std::string name = entry ? entry->name : std::string();
-  auto refusal = [&]() -> std::string {
-    char hex[32];
-    std::snprintf(hex, sizeof hex, "%016llx", static_cast<unsigned long long>(t.fn));
-    return std::string("parx: no function is registered under id ") + hex + " on rank " +
-           std::to_string(rank) + " (refused; was it built from a different program?)";
-  };
-  if (t.flags & kFlagBatch) {
-    const std::size_t n = t.n, rs = t.result_size;
-    const std::size_t as = payload.size() >= kBatchHeader ? load_at<std::uint64_t>(payload, 16) : 0;
-    if (payload.size() < kBatchHeader || as == 0 || (payload.size() - kBatchHeader) / as != n ||
-        (payload.size() - kBatchHeader) % as != 0)
-      throw SerializationError("a batch job does not match its item count");
-    out.extend(round_up(n * rs, 8));
-    std::memset(out.data(), 0, out.size());
-    std::string refused;
-    if (!entry)
-      refused = refusal();
-    else if (!entry->batch.invoke || entry->batch.arg_size != as || entry->batch.result_size != rs)
-      refused = "parx: " + name + " on rank " + std::to_string(rank) +
-                " does not take a batch of this shape (a different program?)";
-    std::atomic<std::uint32_t> at{0};
-    std::size_t i = 0;
-    Encoder err(64);
-    while (i < n) {
-      try {
-        clear_throw_trace();
-        if (!refused.empty()) throw Error(refused);
-        entry->batch.invoke(entry->fn, payload.data() + kBatchHeader, out.data(), i, n, &at);
-      } catch (...) {
-        err.clear();
-        put_error(err, std::current_exception(), t.number + static_cast<std::int64_t>(i), name,
-                  rank, host);
-        put_record(out, 1, i, std::span<const std::byte>(err.data(), err.size()), 0);
-        ++i;
-      }
-    }
-    elapsed = now_ns() - t0;
-    return out.take();
-  }
-  const std::vector<JobItem> items = job_items(payload, t.n);
-  for (std::size_t k = 0; k < t.n; ++k) {
-    const std::int64_t index = items[k].index;
-    const std::size_t args_at = items[k].args_at, len = items[k].len;
-    // The record header, then the value encoded in place (pad 0: its base is where it starts).
-    static constexpr std::byte zeros[8] = {};
-    out.write(zeros, (8 - out.size() % 8) % 8);
-    const std::size_t hdr_at = out.size();
-    const std::uint64_t hdr[3] = {0, k, 0};
-    out.write(hdr, sizeof hdr);
-    const std::size_t body_at = out.size();
-    std::uint64_t status = 0;
-    try {
-      clear_throw_trace();
-      if (!entry) throw Error(refusal());
-      Decoder d(payload.subspan(args_at, len), args_at);
-      entry->invoke(entry->fn, d, out);
-    } catch (...) {
-      out.truncate(body_at);
-      status = 1;
-      put_error(out, std::current_exception(), index, name, rank, host);
-    }
-    const std::uint64_t blen = out.size() - body_at;
-    std::memcpy(out.data() + hdr_at, &status, sizeof status);
-    std::memcpy(out.data() + hdr_at + 16, &blen, sizeof blen);
-  }
-  elapsed = now_ns() - t0;
-  return out.take();
-}
-
-}  // namespace
-
-// Collects a job's outcomes from the rank's ProcessPool into a result body.
-class ResultSink final : public PoolSink {
- public:
-  ResultSink(Trailer t, int rank, std::string host, std::function<void(Bytes, Trailer)> done)
-      : t_(t), rank_(rank), host_(std::move(host)), done_(std::move(done)), out_(256) {
-    if (t_.flags & kFlagBatch) {
-      out_.extend(round_up(t_.n * t_.result_size, 8));
-      std::memset(out_.data(), 0, out_.size());
-    }
-  }
-  bool start() noexcept override { return true; }
-  void cancel() noexcept override {}
-  void value(std::size_t slot, std::span<const std::byte> bytes, std::size_t base) override {
-    put_record(out_, 0, slot, bytes, base);
-  }
-  void values_raw(const std::byte* raw, std::size_t n, const std::size_t* slots) override {
-    const std::size_t rs = t_.result_size;
-    for (std::size_t k = 0; k < n; ++k) {
-      const std::size_t s = slots ? slots[k] : k;
-      if (s < t_.n) std::memcpy(out_.data() + s * rs, raw + k * rs, rs);
-    }
-  }
-  void error(std::size_t slot, std::exception_ptr e) noexcept override {
-    try {
-      err_.clear();
-      put_error(err_, e, t_.number + static_cast<std::int64_t>(slot), "", rank_, host_);
-      put_record(out_, 1, slot, std::span<const std::byte>(err_.data(), err_.size()), 0);
-    } catch (...) {  // out of memory encoding an error: the driver reports the missing outcome
-    }
-  }
-  void finish(std::int64_t elapsed_ns) noexcept override {
-    done_(out_.take(), result_trailer(t_, rank_, elapsed_ns));
-  }
-
- private:
-  Trailer t_;
-  int rank_;
-  std::string host_;
-  std::function<void(Bytes, Trailer)> done_;
-  Encoder out_;
-  Encoder err_{64};
-};
-
-// Runs the jobs sent to one rank on its slots: threads, or its own ProcessPool.
-class ClusterServer {
- public:
-  // `done(body, trailer)` receives each finished job's result, from any thread.
-  using Done = std::function<void(Bytes, Trailer)>;
-  // `caller_runs`: in thread mode, the caller runs jobs itself through execute() (a serving
-  // rank's own threads); otherwise run() hands them to a ThreadPool of `slots` threads.
-  ClusterServer(const ClusterPool::Options& o, std::size_t slots, int rank, std::string host,
-                Done done, bool caller_runs = false)
-      : rank_(rank), host_(std::move(host)), done_(std::move(done)) {
-    if (o.processes) {
-      ProcessPool::Options po = o.process;
-      po.workers = slots;
-      if (po.output == Output::automatic) po.output = o.output;
-      procs_.emplace(po);
-    } else if (!caller_runs) {
-      threads_.emplace(slots);
-    }
-  }
-
-  // Runs a job in this thread (thread mode) and hands its result to `done`.
-  void execute(std::span<const std::byte> p, const Trailer& t) {
-    Trailer r = result_trailer(t, rank_, 0);
-    Bytes body;
-    std::int64_t elapsed = 0;
-    try {
-      body = run_items(p, t, rank_, host_, elapsed);
-    } catch (...) {  // an unreadable job: every item fails with the reason
-      Encoder out(256), err(64);
-      for (std::size_t k = 0; k < t.n; ++k) {
-        err.clear();
-        put_error(err, std::current_exception(), t.number + static_cast<std::int64_t>(k), "", rank_,
-                  host_);
-        put_record(out, 1, k, std::span<const std::byte>(err.data(), err.size()), 0);
-      }
-      if (t.flags & kFlagBatch) r.flags = 0;
-      body = out.take();
-    }
-    r.number = elapsed;
-    done_(std::move(body), r);
-  }
-
-  // Runs the job whose (decompressed) payload is `payload`, in the pool's threads or processes.
-  void run(Bytes payload, const Trailer& t) {
-    if (threads_) {
-      (void)threads_->submit([this, p = std::move(payload), t]() mutable {
-        execute(std::span<const std::byte>(p), t);
-      });
-      return;
-    }
-    auto sink = std::make_unique<ResultSink>(t, rank_, host_, done_);
-    if (t.flags & kFlagBatch) {
-      procs_->enqueue_batch(t.fn, std::move(payload), t.n, t.number, std::move(sink));
-      return;
-    }
-    // The item table the pool keeps beside the payload.
-    std::vector<PoolItem> items;
-    items.reserve(t.n);
-    for (const JobItem& it : job_items(payload, t.n))
-      items.push_back({it.index, it.at});
-    procs_->enqueue(t.fn, std::move(payload), std::move(items), std::move(sink));
-  }
-
-  void shutdown() {
-    if (threads_) threads_->shutdown(true, false);
-    if (procs_) procs_->shutdown(true, false);
-  }
-
- private:
-  int rank_;
-  std::string host_;
-  Done done_;
-  std::optional<ThreadPool> threads_;
-  std::optional<ProcessPool> procs_;
-};
+using namespace cluster;
 
 // ---- the pool -----------------------------------------------------------------------------------
 
@@ -991,74 +553,41 @@ void ClusterImpl::handle_result(Bytes msg, Trailer t, bool local) {
   sent_.erase(it);
   --held_[from];
   const std::string& host = hosts_[from];
-  std::vector<bool> done(j->n, false);
+  const std::string where = "on rank " + std::to_string(from) + ", host " + host;
   std::size_t failed = 0;
-  const std::span<const std::byte> b(body);
-  std::size_t pos = 0;
   try {
     if (t.n != j->n) throw SerializationError("a result with the wrong item count");
-    if (t.flags & kFlagBatch) {
-      if (!j->batch || t.result_size != j->result_size)
-        throw SerializationError("a batch result for a job that was not a batch");
-      const std::size_t packed = round_up(j->n * j->result_size, 8);
-      if (b.size() < packed) throw SerializationError("a batch result shorter than its values");
-      j->sink->values_raw(b.data(), j->n, nullptr);
-      std::fill(done.begin(), done.end(), true);
-      pos = packed;
+    const engine::ResultView v = engine::parse_result(body, j->n, j->batch, j->result_size);
+    std::vector<std::exception_ptr> errors;  // decoded before anything is delivered
+    for (const engine::Outcome& o : v.outcomes) {
+      if (o.ok) continue;
+      Decoder d(o.bytes, o.at);
+      errors.push_back(engine::get_error(d).exception(where));
+      if (d.remaining()) throw SerializationError("trailing bytes after a task error");
     }
-    while (pos < b.size()) {
-      pos = round_up(pos, 8);
-      if (pos + 24 > b.size()) throw SerializationError("a truncated outcome record");
-      const auto word = load_at<std::uint64_t>(b, pos);
-      const auto slot = load_at<std::uint64_t>(b, pos + 8);
-      const auto len = load_at<std::uint64_t>(b, pos + 16);
-      const auto status = static_cast<std::uint32_t>(word);
-      const auto pad = static_cast<std::uint32_t>(word >> 32);
-      const std::size_t at = pos + 24 + pad;
-      if (pad >= 64 || status > 1 || slot >= j->n || at > b.size() || len > b.size() - at)
-        throw SerializationError("a bad outcome record");
-      if (done[slot] && !((t.flags & kFlagBatch) && status == 1))
-        throw SerializationError("two outcomes for one item");
-      done[slot] = true;
-      const auto bytes = b.subspan(at, len);
-      if (status == 0) {
-        try {
-          j->sink->value(slot, bytes, at);
-        } catch (...) {
-          j->sink->error(slot, std::current_exception());
-          ++failed;
-        }
-      } else {
-        Decoder d(bytes, at);
-        std::exception_ptr e;
-        try {
-          e = get_error(d, from, host);
-        } catch (...) {
-          e = std::current_exception();
-        }
-        j->sink->error(slot, e);
+    if (j->batch) j->sink->values_raw(v.packed, j->n, nullptr);
+    std::size_t e = 0;
+    for (const engine::Outcome& o : v.outcomes) {
+      if (!o.ok) {
+        j->sink->error(o.slot, std::move(errors[e++]));
+        ++failed;
+        continue;
+      }
+      try {
+        j->sink->value(o.slot, o.bytes, o.at);
+      } catch (...) {
+        j->sink->error(o.slot, std::current_exception());
         ++failed;
       }
-      pos = at + len;
     }
   } catch (const std::exception& e) {
-    // Unreadable: every item without an outcome fails with the reason (nothing hangs).
-    const std::string why =
-        std::string(e.what()) + " (from rank " + std::to_string(from) + ", host " + host + ")";
+    // Unreadable (checked whole before any delivery): every item fails with the reason.
+    const std::string why = std::string(e.what()) + " (from rank " + std::to_string(from) +
+                            ", host " + host + ")";
     for (std::size_t k = 0; k < j->n; ++k)
-      if (!done[k]) {
-        done[k] = true;
-        j->sink->error(k, std::make_exception_ptr(SerializationError(why)));
-        ++failed;
-      }
+      j->sink->error(k, std::make_exception_ptr(SerializationError(why)));
+    failed = j->n;
   }
-  for (std::size_t k = 0; k < j->n; ++k)
-    if (!done[k]) {
-      j->sink->error(k, std::make_exception_ptr(SerializationError(
-                            "rank " + std::to_string(from) + " sent no outcome for item " +
-                            std::to_string(k) + " of a chunk")));
-      ++failed;
-    }
   {
     std::lock_guard lk(mu_);
     stats_.tasks += j->n;
@@ -1498,28 +1027,17 @@ void ClusterPool::shutdown(bool wait, bool cancel_pending) {
   if (impl_) impl_->shutdown(wait, cancel_pending);
 }
 
-void ClusterPool::enqueue(FunctionId fn, Bytes payload, std::size_t n, std::int64_t first_index,
-                          bool batch, std::unique_ptr<detail::PoolSink> sink) {
+void ClusterPool::enqueue(detail::RemoteJob&& job) {
   require_driver("submit");
-  const detail::RemoteEntry* e = detail::find_remote(fn);
+  detail::engine::seal_job(job.fn, job.payload, job.n, job.batch, "parx::ClusterPool");
   auto j = std::make_unique<detail::ClusterJob>();
-  j->fn = fn;
-  j->n = n;
-  j->first_index = first_index;
-  j->batch = batch;
-  if (batch) {
-    if (!e || !e->batch.invoke)
-      throw Error("parx::ClusterPool: function " + (e ? e->name : std::string("(unknown)")) +
-                  " has no batch form");
-    const std::uint64_t prefix[4] = {fn, n, e->batch.arg_size, e->batch.result_size};
-    std::memcpy(payload.data(), prefix, sizeof prefix);
-    j->result_size = e->batch.result_size;
-  } else {
-    const std::uint64_t prefix[2] = {fn, n};
-    std::memcpy(payload.data(), prefix, sizeof prefix);
-  }
-  j->payload = std::move(payload);
-  j->sink = std::move(sink);
+  j->fn = job.fn;
+  j->n = job.n;
+  j->first_index = job.first_index;
+  j->batch = job.batch;
+  if (job.batch) j->result_size = detail::engine::load_at<std::uint64_t>(job.payload, 24);
+  j->payload = std::move(job.payload);
+  j->sink = std::move(job.sink);
   impl_->enqueue(std::move(j));
 }
 

@@ -1,5 +1,7 @@
-// parx/detail/process_channel.hpp — the shared-memory channel between a ProcessPool and its
-// worker processes. Internal; described here because its layout is a protocol.
+// process/channel.hpp — the shared-memory channel between a ProcessPool and its worker
+// processes (private to src/; described here because its layout is a protocol), and the
+// primitives both ends use on it: rings of checksummed frames, descriptors over the worker's
+// socket, payloads by reference in a memfd.
 //
 // One memfd per pool (nothing is named in /dev/shm, so nothing can leak): page 0 holds the pool's
 // doorbell, then one region per worker slot. A worker maps page 0 and its own region only.
@@ -20,6 +22,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <span>
+#include <string>
 
 namespace parx::detail::channel {
 
@@ -97,5 +100,60 @@ inline std::byte* resp_data(RegionLayout* r) {
 // The checksum of a frame: XXH3 (libxxhash) of the header's first 28 bytes, then of the inline
 // payload seeded with that.
 std::uint32_t frame_check(const FrameHeader& h, std::span<const std::byte> inline_payload) noexcept;
+
+// ---- descriptors and payloads by reference -------------------------------------------------
+
+// Sends `fd` over the Unix socket `sock` (SCM_RIGHTS). False if the peer is gone.
+bool send_fd(int sock, int fd);
+// Receives a descriptor; -1 if none is there (non-blocking) or the peer is gone.
+int recv_fd(int sock, bool block);
+// A memfd holding `bytes`; -1 and errno on failure.
+int memfd_with(std::span<const std::byte> bytes, const char* name);
+
+// A read-only mapping of a payload passed by reference.
+class Mapped {
+ public:
+  Mapped() = default;
+  // Maps `fd` (closing it), which must hold exactly `size` bytes.
+  bool open(int fd, std::size_t size, std::string& why);
+  ~Mapped();
+  Mapped(const Mapped&) = delete;
+  Mapped& operator=(const Mapped&) = delete;
+  std::span<const std::byte> bytes() const noexcept { return {p_, n_}; }
+
+ private:
+  const std::byte* p_ = nullptr;
+  std::size_t n_ = 0;
+};
+
+// ---- rings -----------------------------------------------------------------------------------
+
+struct Ring {
+  RingControl* ctl;
+  std::byte* data;
+};
+
+// Producer side: appends a frame with `payload` inline (or, kByRef, just the header: `size` is the
+// referenced payload's). Returns false if the ring has no room.
+bool ring_put(Ring r, std::uint32_t kind, std::uint64_t job, std::uint32_t flags,
+              std::span<const std::byte> payload, std::uint64_t byref_size = 0);
+// Wakes the consumer of the ring if it sleeps.
+void ring_bell(RingControl* ctl);
+
+struct Frame {
+  FrameHeader h;
+  std::span<const std::byte> payload;  // inline payload (empty for kByRef)
+  std::uint64_t next;                  // head after this frame
+};
+
+enum class Peek { Empty, Frame, Corrupt };
+
+// Consumer side: the next frame, validated (magic, kind, size, position and checksum); skips
+// padding frames. Never reads outside the ring whatever the bytes say.
+Peek ring_peek(Ring r, Frame& f, std::string& why);
+void ring_pop(Ring r, const Frame& f);
+
+// The resident set of process `pid`, bytes (0 if unknown).
+std::size_t resident_bytes(int pid);
 
 }  // namespace parx::detail::channel

@@ -1,0 +1,52 @@
+// ProcessPool: the public pool over its transport (process/transport.hpp); the surface it shares
+// with every remote pool is detail/remote_pool.hpp.
+#include "parx/process_pool.hpp"
+
+#include "process/transport.hpp"
+
+namespace parx {
+
+namespace {
+ProcessPool::Options with_workers(std::size_t n) {
+  ProcessPool::Options o;
+  o.workers = n;
+  return o;
+}
+}  // namespace
+
+ProcessPool::ProcessPool(std::size_t workers) : ProcessPool(with_workers(workers)) {}
+
+ProcessPool::ProcessPool(Options opts)
+    : trace_(observe::detail::pool_trace(opts.trace)),
+      impl_(std::make_unique<detail::ProcessTransport>(opts)),
+      workers_(impl_->workers()) {
+  if (trace_) trace_->only(impl_->exec_id());
+}
+
+ProcessPool::~ProcessPool() = default;
+
+std::vector<pid_t> ProcessPool::pids() const {
+  return impl_->pids();
+}
+
+observe::Counters ProcessPool::counters() const {
+  return impl_->counters();
+}
+
+ProcessPool::Stats ProcessPool::stats() const {
+  return impl_->stats();
+}
+
+bool ProcessPool::is_shutdown() const noexcept {
+  return impl_->is_shutdown();
+}
+
+void ProcessPool::shutdown(bool wait, bool cancel_pending) {
+  impl_->shutdown(wait, cancel_pending);
+}
+
+void ProcessPool::enqueue(detail::RemoteJob&& job) {
+  impl_->enqueue(std::move(job));
+}
+
+}  // namespace parx

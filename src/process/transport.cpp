@@ -1,0 +1,789 @@
+// The ProcessPool's transport: the parent side of its worker processes (process/transport.hpp).
+#include "process/transport.hpp"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <cstring>
+
+#include "process/worker.hpp"
+
+namespace parx::detail {
+
+using namespace channel;
+using proc::Holder;
+using proc::ItemRef;
+using proc::Job;
+using proc::Slot;
+
+namespace proc {
+
+std::string host_name() {
+  char buf[256] = {};
+  if (gethostname(buf, sizeof buf - 1) != 0) return "localhost";
+  return buf;
+}
+
+}  // namespace proc
+
+namespace {
+
+constexpr std::size_t kPrefetch = 2;  // jobs a worker may hold: one running, one queued
+// Jobs that run longer than this (recent average) go only to idle workers: a job queued behind a
+// long one could not move to a worker that frees up first, and the tail of a map would straggle.
+// Shorter jobs are queued ahead so a worker never waits for a round trip.
+constexpr std::int64_t kLongJobNs = 1'000'000;
+
+std::int64_t spin_ns_from(std::chrono::microseconds spin) {
+  if (spin.count() >= 0) return spin.count() * 1000;
+  if (const char* e = std::getenv("PARX_SPIN_US")) return std::atoll(e) * 1000;
+  return 50'000;
+}
+
+std::string exit_text(const ExitStatus& es) {
+  if (es.signal) {
+    const char* name = sigabbrev_np(es.signal);
+    return "killed by signal " + std::to_string(es.signal) +
+           (name ? std::string(" (SIG") + name + ")" : std::string());
+  }
+  return "exited with code " + std::to_string(es.exit_code);
+}
+
+}  // namespace
+
+ProcessTransport::ProcessTransport(const ProcessPool::Options& o)
+    : opts_(o),
+      output_(resolve_output(o.output)),
+      spin_ns_(spin_ns_from(o.spin)),
+      fs_(ForkServer::get()) {
+  check_remote_registry();
+  if (opts_.retries < 0) throw InvalidArgument("ProcessPool: retries must be >= 0");
+  if (opts_.timeout.count() < 0) throw InvalidArgument("ProcessPool: timeout must be >= 0");
+  std::size_t n = opts_.workers ? opts_.workers : std::thread::hardware_concurrency();
+  if (n == 0) n = 1;
+  if (n > 4096) throw InvalidArgument("ProcessPool: at most 4096 workers");
+  memfd_ = memfd_create("parx-pool", MFD_CLOEXEC);
+  if (memfd_ < 0)
+    throw Error(std::string("ProcessPool: memfd_create failed: ") + std::strerror(errno));
+  map_bytes_ = region_offset(n);
+  if (ftruncate(memfd_, static_cast<off_t>(map_bytes_)) != 0) {
+    close(memfd_);
+    throw Error(std::string("ProcessPool: ftruncate failed: ") + std::strerror(errno));
+  }
+  void* p = mmap(nullptr, map_bytes_, PROT_READ | PROT_WRITE, MAP_SHARED, memfd_, 0);
+  if (p == MAP_FAILED) {
+    close(memfd_);
+    throw Error(std::string("ProcessPool: mmap failed: ") + std::strerror(errno));
+  }
+  base_ = static_cast<std::byte*>(p);
+  hdr_ = new (base_) PoolHeader{};
+  hdr_->magic = kMagic;
+  for (std::size_t i = 0; i < n; ++i) {
+    Slot& s = slots_.emplace_back();
+    s.index = i;
+    s.reg = reinterpret_cast<RegionLayout*>(base_ + region_offset(i));
+    s.req = {&s.reg->req, req_data(s.reg)};
+    s.resp = {&s.reg->resp, resp_data(s.reg)};
+  }
+  inbox_ = std::make_shared<ExitInbox>();
+  inbox_->hdr = hdr_;
+  listener_ = fs_.add_exit_listener([in = inbox_](pid_t pid, const ExitStatus& es) {
+    std::lock_guard lk(in->mu);
+    if (in->closed) return;
+    in->exits.emplace_back(pid, es);
+    in->hdr->bell.fetch_add(1, std::memory_order_seq_cst);
+    if (in->hdr->io_sleeping.load(std::memory_order_seq_cst)) futex_wake_shared(&in->hdr->bell, 1);
+  });
+  try {
+    std::unique_lock lk(mu_);
+    for (auto& s : slots_)
+      spawn(s);
+    io_ = std::thread([this] { io_loop(); });
+    boot_cv_.wait(lk, [&] {
+      if (init_error_) return true;
+      for (auto& s : slots_)
+        if (s.state != Slot::Ready) return false;
+      return true;
+    });
+    if (init_error_) {
+      std::exception_ptr e = init_error_;
+      lk.unlock();
+      shutdown(true, true);
+      std::rethrow_exception(e);
+    }
+    for (auto& s : slots_)
+      s.initial = false;
+    lk.unlock();
+    registration_.attach(this);  // not under mu_: pools() takes the registry's lock, then mu_
+  } catch (...) {
+    if (io_.joinable()) {
+      shutdown(true, true);
+    } else {
+      for (auto& s : slots_)
+        if (s.pid > 0) fs_.signal(s.pid, SIGKILL);
+    }
+    release();
+    throw;
+  }
+}
+
+ProcessTransport::~ProcessTransport() {
+  shutdown(true, false);
+  release();
+}
+
+// After the I/O thread has stopped: no more exit reports, sockets and the channel freed.
+void ProcessTransport::release() noexcept {
+  {
+    std::lock_guard lk(inbox_->mu);
+    inbox_->closed = true;
+  }
+  fs_.remove_exit_listener(listener_);
+  for (auto& s : slots_) {
+    if (s.sock >= 0) close(s.sock);
+    OutputRelay::get().unwatch(s.out);
+    OutputRelay::get().unwatch(s.err);
+  }
+  munmap(base_, map_bytes_);
+  close(memfd_);
+}
+
+void ProcessTransport::spawn(Slot& s) {
+  // The region is reset only here, after its previous worker was reaped.
+  std::memset(static_cast<void*>(s.reg), 0, 4096);
+  int sv[2];
+  if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0)
+    throw Error(std::string("ProcessPool: socketpair failed: ") + std::strerror(errno));
+  WorkerBoot b;
+  b.region_offset = region_offset(s.index);
+  b.max_tasks = opts_.max_tasks_per_worker;
+  b.memory_limit = opts_.memory_limit;
+  b.spin_ns = spin_ns_;
+  b.timed = opts_.timeout.count() > 0;
+  b.init_fn = opts_.initializer.fn;
+  b.init_args.assign(reinterpret_cast<const char*>(opts_.initializer.args.data()),
+                     opts_.initializer.args.size());
+  b.relay = output_ != Output::inherit;
+  b.index = static_cast<std::int32_t>(s.index);
+  std::tie(b.origin_rank, b.origin_host) = origin_rank();
+  std::optional<RelayPipes> pipes;
+  if (b.relay) pipes.emplace();
+  pid_t pid = 0;
+  try {
+    pid = fs_.spawn(worker_entry_id(), encode(b), false, sv[1]);
+  } catch (...) {
+    close(sv[0]);
+    close(sv[1]);
+    throw;
+  }
+  close(sv[1]);
+  if (!send_fd(sv[0], memfd_) ||
+      (pipes && (!send_fd(sv[0], pipes->write_out) || !send_fd(sv[0], pipes->write_err)))) {
+    close(sv[0]);
+    fs_.signal(pid, SIGKILL);
+    throw Error(std::string("ProcessPool: cannot hand the channel to a worker: ") +
+                std::strerror(errno));
+  }
+  OutputRelay::get().unwatch(s.out);  // a previous worker's (already read to its end)
+  OutputRelay::get().unwatch(s.err);
+  s.out.reset();
+  s.err.reset();
+  if (pipes) {
+    pipes->close_write_ends();
+    const std::string prefix = output_ == Output::prefixed
+                                   ? "[" + worker_origin(static_cast<int>(s.index), pid) + "] "
+                                   : std::string();
+    std::tie(s.out, s.err) = pipes->start(prefix);
+  }
+  if (s.sock >= 0) close(s.sock);
+  s.sock = sv[0];
+  s.pid = pid;
+  s.state = Slot::Booting;
+  s.budget_used = 0;
+  s.kill = Slot::None;
+  s.kill_detail.clear();
+  by_pid_[pid] = s.index;
+}
+
+void ProcessTransport::enqueue(RemoteJob&& rj) {
+  engine::seal_job(rj.fn, rj.payload, rj.n, rj.batch, "parx::ProcessPool");
+  auto job = std::make_unique<Job>();
+  job->fn = rj.fn;
+  const RemoteEntry* e = find_remote(rj.fn);
+  if (e) job->fn_name = e->name;
+  job->holder = std::make_shared<Holder>();
+  job->holder->sink = std::move(rj.sink);
+  job->holder->remaining = rj.n;
+  job->count = rj.n;
+  job->batch = rj.batch;
+  if (rj.batch) {
+    job->result_size = e->batch.result_size;  // seal_job checked that e has a batch form
+    job->first_index = rj.first_index;
+  } else {
+    job->items.reserve(rj.items.size());
+    for (std::size_t i = 0; i < rj.items.size(); ++i)
+      job->items.push_back({rj.items[i].index, rj.items[i].offset, i, 0});
+  }
+  job->orig = std::make_shared<const Bytes>(std::move(rj.payload));
+  submit_job(std::move(job));
+}
+
+void ProcessTransport::submit_job(std::unique_ptr<Job> job) {
+  if (job->orig->size() > kInlineLimit) {  // prepared outside the lock
+    job->memfd = memfd_with(*job->orig, "parx-args");
+    if (job->memfd < 0)
+      throw Error(std::string("ProcessPool: cannot stage a large argument: ") +
+                  std::strerror(errno));
+  }
+  Done done;
+  {
+    std::lock_guard lk(mu_);
+    if (!accepting_)
+      throw ExecutorShutdown("parx::ProcessPool: submit after shutdown (the pool accepts no work)");
+    job->id = next_job_++;
+    ++counters_.submitted;
+    if (observe::active()) {
+      job->task_id = observe::next_task_id();
+      emit_job(observe::EventKind::TaskQueued, *job);
+    }
+    if (job->count == 0) {
+      job->holder->finished = true;
+      done.push_back(job->holder);
+    } else {
+      pending_.push_back(std::move(job));
+      dispatch();
+    }
+  }
+  finish(done);
+  bump();  // the I/O thread starts spinning for the response
+}
+
+void ProcessTransport::dispatch() {
+  while (!pending_.empty()) {
+    Job& j = *pending_.front();
+    if (!j.holder->started) {
+      if (!j.holder->sink->start()) {  // cancelled by its caller: drop it
+        ++counters_.cancelled;
+        if (j.task_id) emit_job(observe::EventKind::TaskCancelled, j);
+        j.holder->finished = true;
+        pending_.pop_front();
+        continue;
+      }
+      j.holder->started = true;
+    }
+    const std::size_t prefetch = job_ns_ > kLongJobNs ? 1 : kPrefetch;
+    // The least loaded worker; among equals the one used last, which is still spinning (warm),
+    // while the others go to sleep instead of competing for the cores.
+    Slot* best = nullptr;
+    for (auto& s : slots_) {
+      if (s.state != Slot::Ready || s.assigned.size() >= prefetch) continue;
+      if (opts_.max_tasks_per_worker && s.budget_used >= opts_.max_tasks_per_worker) continue;
+      if (!best || s.assigned.size() < best->assigned.size() ||
+          (s.assigned.size() == best->assigned.size() && s.last_used > best->last_used))
+        best = &s;
+    }
+    if (!best) return;
+    best->last_used = ++use_clock_;
+    if (!send_job(*best, j)) return;
+    counters_.bytes_moved += j.orig->size();
+    if (j.task_id)
+      emit_job(observe::EventKind::TaskStarted, j, static_cast<int>(best->index), best->pid);
+    best->budget_used += j.count;
+    best->assigned.push_back(std::move(pending_.front()));
+    pending_.pop_front();
+  }
+}
+
+bool ProcessTransport::send_job(Slot& s, Job& j) {
+  const std::span<const std::byte> p = j.payload();
+  const std::uint32_t flags = j.batch ? std::uint32_t{kBatch} : 0u;
+  if (p.size() > kInlineLimit) {
+    if (j.memfd < 0) j.memfd = memfd_with(p, "parx-args");
+    if (j.memfd < 0 || !send_fd(s.sock, j.memfd)) return false;
+    if (!ring_put(s.req, kRun, j.id, flags | kByRef, {}, p.size())) return false;
+  } else if (!ring_put(s.req, kRun, j.id, flags, p)) {
+    return false;
+  }
+  ring_bell(s.req.ctl);
+  return true;
+}
+
+std::unique_ptr<Job> ProcessTransport::sub_job(const Job& j, std::vector<ItemRef> items) {
+  auto n = std::make_unique<Job>();
+  n->id = next_job_++;
+  ++counters_.submitted;
+  n->fn = j.fn;
+  n->holder = j.holder;
+  n->blameless = j.blameless;
+  n->fn_name = j.fn_name;
+  n->count = items.size();
+  n->batch = j.batch;
+  n->result_size = j.result_size;
+  std::vector<std::size_t> offsets(items.size());
+  for (std::size_t k = 0; k < items.size(); ++k)
+    offsets[k] = items[k].offset;
+  // Further rebuilds start from the new payload.
+  n->orig = std::make_shared<const Bytes>(engine::rebuild_job(*j.orig, j.batch, offsets));
+  for (std::size_t k = 0; k < items.size(); ++k)
+    items[k].offset = offsets[k];
+  n->items = std::move(items);
+  queued_again(*n);
+  return n;
+}
+
+void ProcessTransport::requeue_front(std::vector<std::unique_ptr<Job>>& jobs) {
+  for (auto it = jobs.rbegin(); it != jobs.rend(); ++it)
+    pending_.push_front(std::move(*it));
+  jobs.clear();
+}
+
+void ProcessTransport::item_done(Job& j, Done& done, std::size_t count) {
+  stats_.tasks += count;
+  j.holder->remaining -= count;
+  if (j.holder->remaining == 0 && !j.holder->finished) {
+    j.holder->finished = true;
+    done.push_back(j.holder);
+  }
+}
+
+void ProcessTransport::fail_item(Job& j, const ItemRef& it, std::exception_ptr e, Done& done) {
+  j.holder->sink->error(it.slot, std::move(e));
+  item_done(j, done);
+}
+
+void ProcessTransport::kill_slot(Slot& s, Slot::Kill why, std::string detail) {
+  if (s.kill != Slot::None || s.pid <= 0) return;
+  s.kill = why;
+  s.kill_detail = std::move(detail);
+  fs_.signal(s.pid, SIGKILL);
+}
+
+// Reads every complete frame from the slot's response ring. False if the channel is corrupt (the
+// worker is then being killed).
+bool ProcessTransport::drain(Slot& s, Done& done) {
+  if (s.kill == Slot::Corrupt) return false;
+  bool any = false;
+  for (;;) {
+    Frame f;
+    std::string why;
+    const Peek p = ring_peek(s.resp, f, why);
+    if (p == Peek::Empty) return any;
+    auto corrupt = [&](const std::string& w) {
+      ++stats_.corrupt_messages;
+      kill_slot(s, Slot::Corrupt,
+                "corrupt message from worker pid " + std::to_string(s.pid) + ": " + w);
+      return true;
+    };
+    if (p == Peek::Corrupt) return corrupt(why);
+    any = true;
+    Mapped by_ref;
+    std::span<const std::byte> payload = f.payload;
+    if (f.h.flags & kByRef) {
+      const int fd = recv_fd(s.sock, false);
+      if (fd < 0) return corrupt("a result sent by reference did not arrive");
+      if (!by_ref.open(fd, f.h.size, why)) return corrupt(why);
+      payload = by_ref.bytes();
+    }
+    switch (f.h.kind) {
+      case kReady:
+        if (s.state == Slot::Booting) s.state = Slot::Ready;
+        emit_worker(observe::EventKind::WorkerStarted, s);
+        s.init_failures = 0;
+        boot_cv_.notify_all();
+        break;
+      case kInitFailed: {
+        try {
+          Decoder d(payload);
+          init_error_ = engine::get_error(d).exception("");
+          if (d.remaining()) throw SerializationError("trailing bytes after an initializer error");
+        } catch (const SerializationError& e) {
+          return corrupt(e.what());
+        }
+        ++s.init_failures;
+        boot_cv_.notify_all();
+        break;
+      }
+      case kRefused: {
+        ++stats_.corrupt_messages;
+        s.kill_detail.assign(reinterpret_cast<const char*>(payload.data()), payload.size());
+        break;
+      }
+      case kResult:
+        if (s.assigned.empty() || s.assigned.front()->id != f.h.job)
+          return corrupt("result for job " + std::to_string(f.h.job) + ", which it does not hold");
+        if (bool(f.h.flags & kBatch) != s.assigned.front()->batch)
+          return corrupt("result for job " + std::to_string(f.h.job) + " of the wrong form");
+        if (s.out) {  // the output the task wrote comes first
+          if (f.h.flags & kOutput) {
+            s.out->pump();
+            s.err->pump();
+          } else {  // the relay thread may be passing on the last lines
+            s.out->sync();
+            s.err->sync();
+          }
+        }
+        try {
+          handle_result(s, payload, done);
+        } catch (const SerializationError& e) {
+          return corrupt(e.what());
+        }
+        if (f.h.flags & kRetire) s.state = Slot::Retiring;
+        break;
+      default:
+        return corrupt("unexpected frame kind " + std::to_string(f.h.kind));
+    }
+    ring_pop(s.resp, f);
+  }
+}
+
+// A job's result (engine/wire.hpp), checked whole before any outcome is delivered.
+void ProcessTransport::handle_result(Slot& s, std::span<const std::byte> payload, Done& done) {
+  Job& j = *s.assigned.front();
+  const engine::ResultView v = engine::parse_result(payload, j.count, j.batch, j.result_size);
+  std::vector<engine::WireError> errors;  // decoded before anything is delivered
+  for (const engine::Outcome& o : v.outcomes) {
+    if (o.ok) continue;
+    Decoder d(o.bytes, o.at);
+    errors.push_back(engine::get_error(d));
+    if (d.remaining()) throw SerializationError("trailing bytes after a task error");
+  }
+  note_job_time(v.elapsed_ns);
+  j.holder->elapsed += v.elapsed_ns;
+  counters_.bytes_moved += payload.size();
+  std::string first_error;
+  if (!errors.empty() && j.task_id) first_error = errors.front().summary();
+  if (j.batch) {
+    if (j.items.empty()) {
+      j.holder->sink->values_raw(v.packed, v.n, nullptr);
+    } else {
+      std::vector<std::size_t> slots(v.n);
+      for (std::size_t k = 0; k < v.n; ++k)
+        slots[k] = j.items[k].slot;
+      j.holder->sink->values_raw(v.packed, v.n, slots.data());
+    }
+    item_done(j, done, v.n - errors.size());
+  }
+  std::vector<ItemRef> retry;
+  std::size_t e = 0;
+  for (const engine::Outcome& o : v.outcomes) {
+    const ItemRef it = j.item(o.slot);
+    if (!o.ok) {
+      engine::WireError& err = errors[e++];
+      err.set_index(it.index);  // a batch's worker numbers its items from 0
+      if (err.info.function.empty()) err.info.function = j.fn_name;
+      error_outcome(j, it, std::move(err), retry, done);
+      continue;
+    }
+    try {
+      j.holder->sink->value(it.slot, o.bytes, o.at);
+    } catch (...) {
+      j.holder->sink->error(it.slot, std::current_exception());
+    }
+    item_done(j, done);
+  }
+  ++s.tasks_ended;
+  job_ended(s, j, errors.size(), v.elapsed_ns, std::move(first_error));
+  std::unique_ptr<Job> finished = std::move(s.assigned.front());
+  s.assigned.pop_front();
+  if (!retry.empty()) pending_.push_back(sub_job(*finished, std::move(retry)));
+}
+
+// An item threw: retried (retry_exceptions) or failed with its error.
+void ProcessTransport::error_outcome(Job& j, const ItemRef& it, engine::WireError err,
+                                     std::vector<ItemRef>& retry, Done& done) {
+  if (opts_.retry_exceptions && it.attempts < opts_.retries && accepting_) {
+    ItemRef r = it;
+    ++r.attempts;
+    ++stats_.retries;
+    if (j.task_id) emit_job(observe::EventKind::TaskRetried, j);
+    retry.push_back(r);
+  } else {
+    fail_item(j, it, err.exception(""), done);
+  }
+}
+
+void ProcessTransport::handle_exit(Slot& s, const ExitStatus& es, Done& done) {
+  // What the worker wrote is printed before the outcome of its work: its pipes are read to the end
+  // (an unfinished last line included).
+  OutputRelay::get().unwatch(s.out);
+  OutputRelay::get().unwatch(s.err);
+  s.out.reset();
+  s.err.reset();
+  drain(s, done);  // results it posted before dying are good
+  const WorkerStatus& st = s.reg->status;
+  const bool busy = st.busy.load(std::memory_order_acquire) != 0;
+  const std::uint64_t cur_job = st.job.load(std::memory_order_relaxed);
+  const std::uint32_t cur_item = st.item.load(std::memory_order_relaxed);
+  const bool clean_retire = s.state == Slot::Retiring && es.signal == 0 && es.exit_code == 0;
+  std::vector<std::unique_ptr<Job>> again;
+  bool held = false;
+  for (auto& jp : s.assigned) {
+    held = true;
+    Job& j = *jp;
+    j.all_items();
+    if (busy && cur_job == j.id && cur_item < j.items.size()) {
+      std::vector<ItemRef> before(j.items.begin(), j.items.begin() + cur_item);
+      std::vector<ItemRef> after(j.items.begin() + cur_item + 1, j.items.end());
+      ItemRef culprit = j.items[cur_item];
+      if (!before.empty()) again.push_back(sub_job(j, std::move(before)));
+      std::exception_ptr err;
+      if (s.kill == Slot::Timeout) {
+        ++stats_.timeouts;
+        err = std::make_exception_ptr(
+            TimeoutError("parx::TimeoutError: task " + std::to_string(culprit.index) +
+                         " ran longer than " + std::to_string(opts_.timeout.count()) +
+                         " ms; worker pid " + std::to_string(s.pid) + " was killed and replaced"));
+      } else if (s.kill == Slot::Corrupt) {
+        err = std::make_exception_ptr(SerializationError(s.kill_detail + "; worker replaced"));
+      } else if (culprit.attempts < opts_.retries && accepting_) {
+        ++culprit.attempts;
+        ++stats_.retries;
+        if (j.task_id) emit_job(observe::EventKind::TaskRetried, j);
+        again.push_back(sub_job(j, {culprit}));
+      } else {
+        std::string detail =
+            (j.fn_name.empty() ? std::string() : "in " + j.fn_name + "; ") +
+            (s.kill == Slot::Memory ? s.kill_detail : std::string("the worker was replaced"));
+        if (culprit.attempts > 0)
+          detail += "; failed " + std::to_string(culprit.attempts + 1) + " times";
+        err = std::make_exception_ptr(
+            WorkerCrashed(s.pid, es.signal, es.exit_code, culprit.index, detail));
+      }
+      if (err) fail_item(j, culprit, err, done);
+      // The job as scheduled ends here (its other items run again as new tasks).
+      ++counters_.failed;
+      if (j.task_id)
+        emit_job(observe::EventKind::TaskFailed, j, static_cast<int>(s.index), s.pid, 0,
+                 exit_text(es).c_str());
+      if (!after.empty()) again.push_back(sub_job(j, std::move(after)));
+    } else if (s.kill == Slot::Corrupt && jp == s.assigned.front()) {
+      // Its result was behind the corrupt bytes: the job fails, it is not run again.
+      for (auto& it : j.items)
+        fail_item(j, it,
+                  std::make_exception_ptr(SerializationError(s.kill_detail + "; worker replaced")),
+                  done);
+    } else if (clean_retire) {
+      again.push_back(std::move(jp));  // queued behind the last task of a retiring worker
+    } else if (++j.blameless > 3) {
+      for (auto& it : j.items)
+        fail_item(j, it,
+                  std::make_exception_ptr(WorkerCrashed(
+                      s.pid, es.signal, es.exit_code, it.index,
+                      "workers kept dying before starting this task" +
+                          (s.kill_detail.empty() ? std::string() : ": " + s.kill_detail))),
+                  done);
+    } else {
+      again.push_back(std::move(jp));
+    }
+  }
+  s.assigned.clear();
+  if (held && !clean_retire) ++stats_.crashes;
+  if (observe::active()) {
+    const bool asked = clean_retire || s.state == Slot::Stopping || s.kill == Slot::Stop;
+    const std::string how = exit_text(es);
+    emit_worker(asked ? observe::EventKind::WorkerStopped : observe::EventKind::WorkerCrashed, s,
+                how.c_str());
+  }
+  requeue_front(again);
+  by_pid_.erase(s.pid);
+  fs_.forget(s.pid);
+  if (s.state == Slot::Booting && !init_error_) {
+    ++s.init_failures;
+    if (s.initial)
+      init_error_ = std::make_exception_ptr(WorkerCrashed(s.pid, es.signal, es.exit_code, -1,
+                                                          "while starting (in the initializer?)"));
+    boot_cv_.notify_all();
+  }
+  s.pid = 0;
+  s.state = Slot::Empty;
+  if (s.sock >= 0) {
+    close(s.sock);
+    s.sock = -1;
+  }
+  const int backoff = std::min(s.init_failures, 6);
+  s.respawn_at = s.init_failures ? now_ns() + (std::int64_t{50'000'000} << backoff) : 0;
+}
+
+// One pass of the I/O thread, under the lock. True if anything happened.
+bool ProcessTransport::step(Done& done, std::int64_t& wait_ns) {
+  bool progress = false;
+  std::deque<std::pair<pid_t, ExitStatus>> exits;
+  {
+    std::lock_guard lk(inbox_->mu);
+    exits.swap(inbox_->exits);
+  }
+  for (auto& [pid, es] : exits) {
+    auto it = by_pid_.find(pid);
+    if (it == by_pid_.end()) continue;
+    handle_exit(slots_[it->second], es, done);
+    progress = true;
+  }
+  for (auto& s : slots_)
+    if (s.state != Slot::Empty && drain(s, done)) progress = true;
+
+  const std::int64_t now = now_ns();
+  wait_ns = -1;
+  auto wake_in = [&](std::int64_t ns) { wait_ns = wait_ns < 0 ? ns : std::min(wait_ns, ns); };
+
+  // Replace workers that are gone (not while stopping).
+  if (!stopping_) {
+    for (auto& s : slots_) {
+      if (s.state != Slot::Empty || s.initial) continue;
+      if (s.respawn_at > now) {
+        wake_in(s.respawn_at - now);
+        continue;
+      }
+      try {
+        spawn(s);
+        ++stats_.respawns;
+        progress = true;
+      } catch (const Error&) {
+        s.respawn_at = now + 200'000'000;  // fork failed (out of processes?): try again soon
+        wake_in(200'000'000);
+      }
+    }
+    // Initializers that keep failing with nobody able to run: fail what waits.
+    if (init_error_ && !pending_.empty()) {
+      bool any_ready = false;
+      for (auto& s : slots_)
+        any_ready |= s.state == Slot::Ready;
+      if (!any_ready) {
+        for (auto& jp : pending_)
+          for (auto& it : jp->all_items())
+            fail_item(*jp, it, init_error_, done);
+        pending_.clear();
+      }
+    }
+  }
+  dispatch();
+
+  // Timeouts and memory ceilings of running items.
+  const bool mem_check = opts_.memory_limit && now >= next_mem_check_;
+  if (mem_check) next_mem_check_ = now + 10'000'000;
+  bool outstanding = !pending_.empty();
+  for (auto& s : slots_) {
+    if (s.assigned.empty()) continue;
+    outstanding = true;
+    if (s.kill != Slot::None || s.pid <= 0) continue;
+    const WorkerStatus& st = s.reg->status;
+    if (!st.busy.load(std::memory_order_acquire)) {
+      // Dispatched but not started yet: look again soon, or a task that then runs for ever
+      // would never be seen overrunning.
+      if (opts_.timeout.count() > 0) wake_in(5'000'000);
+      continue;
+    }
+    if (opts_.timeout.count() > 0) {
+      const std::int64_t limit =
+          std::chrono::duration_cast<std::chrono::nanoseconds>(opts_.timeout).count();
+      const std::int64_t ran = now - st.item_started_ns.load(std::memory_order_relaxed);
+      if (ran > limit) {
+        kill_slot(s, Slot::Timeout, "timeout");
+      } else {
+        wake_in(limit - ran + 1'000'000);
+      }
+    }
+    if (mem_check) {
+      const std::size_t rss = resident_bytes(s.pid);
+      if (rss > opts_.memory_limit)
+        kill_slot(s, Slot::Memory,
+                  "memory ceiling: resident " + std::to_string(rss >> 20) + " MiB > limit " +
+                      std::to_string(opts_.memory_limit >> 20) + " MiB; killed");
+    }
+  }
+  if (opts_.memory_limit && outstanding) wake_in(10'000'000);
+
+  // Shutting down: once all work is done, stop the workers and wait for them.
+  if (stopping_ && pending_.empty()) {
+    bool all_idle = true;
+    for (auto& s : slots_)
+      all_idle &= s.assigned.empty();
+    if (all_idle) {
+      bool any_alive = false;
+      for (auto& s : slots_) {
+        if (s.state == Slot::Empty) continue;
+        any_alive = true;
+        if (s.state != Slot::Stopping) {
+          s.state = Slot::Stopping;
+          if (!ring_put(s.req, kStop, 0, 0, {})) kill_slot(s, Slot::Stop, "stop");
+          ring_bell(s.req.ctl);
+        }
+      }
+      if (!any_alive) {
+        finished_ = true;
+        return true;
+      }
+      if (stop_deadline_ == 0) stop_deadline_ = now + 2'000'000'000;
+      if (now > stop_deadline_) {
+        for (auto& s : slots_)
+          if (s.state != Slot::Empty) kill_slot(s, Slot::Stop, "did not stop in time");
+      }
+      wake_in(50'000'000);
+    }
+  }
+  return progress;
+}
+
+void ProcessTransport::io_loop() {
+  Done done;
+  std::int64_t spin_until = 0;
+  for (;;) {
+    const std::uint32_t v = hdr_->bell.load(std::memory_order_acquire);
+    bool progress = false;
+    std::int64_t wait_ns = -1;
+    bool fin = false;
+    {
+      std::lock_guard lk(mu_);
+      progress = step(done, wait_ns);
+      fin = finished_;
+    }
+    finish(done);
+    if (fin) return;
+    const std::int64_t now = now_ns();
+    if (progress) spin_until = now + spin_ns_;
+    if (now < spin_until) {  // warm for the next submit too, as a worker is
+      // Spin on the doorbell only: every event bumps it.
+      while (hdr_->bell.load(std::memory_order_acquire) == v && now_ns() < spin_until) {
+        for (int i = 0; i < 32 && hdr_->bell.load(std::memory_order_relaxed) == v; ++i)
+          cpu_relax();
+        sched_yield();
+      }
+      if (hdr_->bell.load(std::memory_order_acquire) != v) continue;
+    }
+    hdr_->io_sleeping.store(1, std::memory_order_seq_cst);
+    if (hdr_->bell.load(std::memory_order_seq_cst) == v) futex_wait_shared(&hdr_->bell, v, wait_ns);
+    hdr_->io_sleeping.store(0, std::memory_order_relaxed);
+  }
+}
+
+void ProcessTransport::shutdown(bool wait, bool cancel_pending) {
+  Done done;
+  {
+    std::lock_guard lk(mu_);
+    accepting_ = false;
+    if (cancel_pending) {
+      for (auto& jp : pending_) {
+        ++counters_.cancelled;
+        if (jp->task_id) emit_job(observe::EventKind::TaskCancelled, *jp);
+        if (!jp->holder->started) {
+          jp->holder->finished = true;
+          jp->holder->sink->cancel();
+        } else {
+          for (auto& it : jp->all_items())
+            fail_item(*jp, it, std::make_exception_ptr(Cancelled()), done);
+        }
+      }
+      pending_.clear();
+    }
+    stopping_ = true;
+  }
+  finish(done);
+  bump();
+  if (wait && io_.joinable() && io_.get_id() != std::this_thread::get_id()) io_.join();
+}
+
+}  // namespace parx::detail
