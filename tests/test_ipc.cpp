@@ -9,7 +9,7 @@
 #include <unistd.h>
 
 #include <parx/barrier.hpp>
-#include <parx/detail/fork_server.hpp>
+#include "ipc/fork_server.hpp"
 #include <parx/parx.hpp>
 
 #include <parx/shared_value.hpp>

@@ -6,7 +6,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include <parx/detail/fork_server.hpp>
+#include "ipc/fork_server.hpp"
 #include <parx/parx.hpp>
 
 #include "helper_parent.hpp"

@@ -20,7 +20,7 @@
 #include <fstream>
 #include <map>
 #include <numeric>
-#include <parx/detail/fork_server.hpp>
+#include "ipc/fork_server.hpp"
 #include "process/channel.hpp"
 #include <parx/parx.hpp>
 #include <set>

@@ -10,6 +10,7 @@
 #include <gtest/gtest.h>
 
 #include <parx/parx.hpp>
+#include "core/console.hpp"
 
 #include <atomic>
 #include <chrono>

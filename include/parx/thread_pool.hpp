@@ -306,7 +306,8 @@ auto ThreadPool::map(F&& f, Rg&& inputs, const MapOptions& opts) {
   const std::int64_t t0 = detail::now_ns();
   auto write_stats = [&](std::size_t items, std::size_t chunks, std::size_t chunksize) {
     if (opts.stats)
-      *opts.stats = {items, chunks, chunksize, static_cast<double>(detail::now_ns() - t0) * 1e-9};
+      *opts.stats = {items, chunks, chunksize, static_cast<double>(detail::now_ns() - t0) * 1e-9,
+                     0, {}};
   };
   if constexpr (std::ranges::random_access_range<Rg> && std::ranges::sized_range<Rg>) {
     // Observed maps (progress, checkpoint, or anyone listening to events: a trace, the

@@ -22,12 +22,13 @@
 #include <thread>
 #include <unordered_map>
 
-#include "parx/detail/output_relay.hpp"
+#include "core/output_relay.hpp"
 #include "parx/detail/sync.hpp"
 #include "parx/mpi.hpp"
 #include "parx/observe/events.hpp"
 #include "parx/observe/metrics.hpp"
 #include "parx/thread_pool.hpp"
+#include "core/console.hpp"
 #include "engine/wire.hpp"
 #include "mpi/cluster_server.hpp"
 #include "mpi/cluster_wire.hpp"

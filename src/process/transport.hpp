@@ -26,8 +26,8 @@
 #include <vector>
 
 #include "engine/wire.hpp"
-#include "parx/detail/fork_server.hpp"
-#include "parx/detail/output_relay.hpp"
+#include "ipc/fork_server.hpp"
+#include "core/output_relay.hpp"
 #include "parx/detail/sync.hpp"
 #include "parx/observe/events.hpp"
 #include "parx/observe/metrics.hpp"

@@ -10,8 +10,8 @@
 #include <thread>
 
 #include "engine/runner.hpp"
-#include "parx/detail/fork_server.hpp"
-#include "parx/detail/output_relay.hpp"
+#include "ipc/fork_server.hpp"
+#include "core/output_relay.hpp"
 #include "parx/detail/sync.hpp"
 #include "parx/future.hpp"
 #include "parx/log.hpp"

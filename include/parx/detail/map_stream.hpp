@@ -29,7 +29,8 @@
 #include <typeinfo>
 
 #include "parx/codec.hpp"
-#include "parx/detail/map_observe.hpp"
+#include "parx/detail/journal.hpp"
+#include "parx/detail/progress.hpp"
 #include "parx/executor.hpp"
 #include "parx/remote.hpp"
 #include "parx/when.hpp"

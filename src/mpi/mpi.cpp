@@ -14,7 +14,7 @@
 #include <exception>
 #include <thread>
 
-#include "parx/detail/mpi_join.hpp"
+#include "mpi/mpi_join.hpp"
 
 namespace parx::mpi {
 

@@ -10,8 +10,8 @@
 #include <ctime>
 #include <mutex>
 
-#include "parx/detail/map_observe.hpp"
-#include "parx/detail/output_relay.hpp"
+#include "core/console.hpp"
+#include "core/output_relay.hpp"
 #include "parx/errors.hpp"
 
 namespace parx {

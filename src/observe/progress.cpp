@@ -1,5 +1,5 @@
 // Progress of maps: the console that keeps bars and output lines apart, the progress thread that
-// draws bars and calls on_progress, and MapMonitor (see parx/detail/map_observe.hpp).
+// draws bars and calls on_progress, and MapMonitor (see parx/detail/progress.hpp).
 #include <sys/ioctl.h>
 #include <unistd.h>
 
@@ -14,22 +14,12 @@
 #include <thread>
 #include <vector>
 
-#include "parx/detail/map_observe.hpp"
+#include "core/console.hpp"
+#include "parx/detail/progress.hpp"
 #include "parx/detail/sync.hpp"
 
 namespace parx::detail {
 namespace {
-
-void write_all(int fd, std::string_view s) noexcept {
-  while (!s.empty()) {
-    const ssize_t n = ::write(fd, s.data(), s.size());
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return;
-    }
-    s.remove_prefix(static_cast<std::size_t>(n));
-  }
-}
 
 std::string human_count(double v) {
   char buf[32];
@@ -121,75 +111,6 @@ std::string plain_line(const Progress& p) {
   return s + "\n";
 }
 
-// The console: progress bars (on a terminal) stay at the bottom of stderr; every line written
-// through console_write goes above them.
-class Console {
- public:
-  static Console& get() {
-    static Console* c = new Console();  // never destroyed: used until the last thread ends
-    return *c;
-  }
-
-  bool tty() const noexcept { return tty_; }
-
-  void write(int fd, std::string_view text) noexcept {
-    std::lock_guard lk(mu_);
-    if (drawn_ && tty_) erase();
-    write_all(fd, text);
-    if (drawn_ && tty_) draw();
-  }
-
-  // Replaces the drawn bars (terminal only); each is keyed by its monitor.
-  void set_bars(std::vector<std::pair<std::uint64_t, std::string>> bars) noexcept {
-    std::lock_guard lk(mu_);
-    if (drawn_) erase();
-    bars_.clear();
-    for (auto& [key, line] : bars)
-      if (!gone_.contains(key)) bars_.push_back({key, std::move(line)});
-    drawn_ = !bars_.empty();
-    if (drawn_) draw();
-  }
-
-  // A map ended: its bar is replaced by `line`, printed permanently above the others.
-  void end_bar(std::uint64_t key, std::string_view line) noexcept {
-    std::lock_guard lk(mu_);
-    if (drawn_ && tty_) erase();
-    std::erase_if(bars_, [key](const auto& b) { return b.first == key; });
-    gone_.insert(key);  // a redraw computed before the end must not bring it back
-    if (gone_.size() > 64) gone_.erase(gone_.begin());
-    write_all(STDERR_FILENO, line);
-    drawn_ = !bars_.empty();
-    if (drawn_ && tty_) draw();
-  }
-
-  // Prints `line` permanently above the bars.
-  void print_above(std::string_view line) noexcept { write(STDERR_FILENO, line); }
-
- private:
-  Console() : tty_(isatty(STDERR_FILENO) == 1) {}
-  void erase() noexcept {
-    std::string s;
-    for (std::size_t i = 0; i < bars_.size(); ++i) {
-      s += "\r\033[2K";
-      if (i + 1 < bars_.size()) s += "\033[1A";
-    }
-    write_all(STDERR_FILENO, s);
-  }
-  void draw() noexcept {
-    std::string s;
-    for (std::size_t i = 0; i < bars_.size(); ++i) {
-      if (i) s += "\n";
-      s += bars_[i].second;
-    }
-    write_all(STDERR_FILENO, s);
-  }
-  std::mutex mu_;
-  std::vector<std::pair<std::uint64_t, std::string>> bars_;
-  std::set<std::uint64_t> gone_;
-  bool drawn_ = false;
-  const bool tty_;
-};
-
 // Draws bars 5 times a second, prints plain lines every few seconds, calls on_progress.
 class ProgressThread {
  public:
@@ -232,20 +153,20 @@ class ProgressThread {
       lk.unlock();
       for (auto& m : live)
         m->report(m->snapshot(now));
-      const bool tty = Console::get().tty();
+      const bool tty = console_tty();
       if (tty) {
         std::vector<std::pair<std::uint64_t, std::string>> bars;
         const int width = terminal_width();
         for (auto& m : live)
           if (m->bar() && !m->finished())
             bars.emplace_back(m->id(), bar_line(m->snapshot(now), width));
-        Console::get().set_bars(std::move(bars));
+        console_set_bars(std::move(bars));
       } else if (now - last_plain_ >= plain_every_ns()) {
         last_plain_ = now;
         for (auto& m : live)
           if (m->bar() && !m->finished()) {
             const Progress p = m->snapshot(now);
-            if (p.elapsed >= 1.0) Console::get().print_above(plain_line(p));
+            if (p.elapsed >= 1.0) console_print_above(plain_line(p));
           }
       }
       live.clear();
@@ -270,10 +191,6 @@ class ProgressThread {
 };
 
 }  // namespace
-
-void console_write(int fd, std::string_view text) noexcept {
-  Console::get().write(fd, text);
-}
 
 int progress_env() noexcept {
   static const int v = [] {
@@ -356,8 +273,8 @@ void MapMonitor::finish() noexcept {
   const Progress p = snapshot(now_ns());
   if (bar_) {
     // The final state stays on the screen; the live bar goes at the next redraw (poked now).
-    Console::get().end_bar(
-        id_, Console::get().tty() ? bar_line(p, terminal_width()) + "\n" : plain_line(p));
+    console_end_bar(
+        id_, console_tty() ? bar_line(p, terminal_width()) + "\n" : plain_line(p));
     ProgressThread::get().poke();
   }
   report(p);

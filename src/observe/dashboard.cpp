@@ -39,7 +39,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "dashboard_page.hpp"
+#include "observe/dashboard_page.hpp"
 #include "parx/errors.hpp"
 #include "parx/observe/events.hpp"
 #include "parx/observe/metrics.hpp"

@@ -82,4 +82,10 @@ class ForkServer {
   std::uint64_t next_listener_ = 1;
 };
 
+// Starts the fork server (once), while the process has one thread: parx::init's first step
+// (src/init/init.cpp). Throws Error if the process already has threads.
+void start_fork_server();
+// Whether it runs (parx::initialized()).
+bool fork_server_running() noexcept;
+
 }  // namespace parx::detail

@@ -14,7 +14,7 @@
 #include <mutex>
 #include <thread>
 
-#include "parx/detail/wsq.hpp"
+#include "thread/wsq.hpp"
 #include "parx/observe/metrics.hpp"
 
 namespace parx::detail {

@@ -1,6 +1,6 @@
 // The output relay (parx/detail/output_relay.hpp): worker pipes read by one epoll thread and by
 // result delivery, turned into whole lines with their origin.
-#include "parx/detail/output_relay.hpp"
+#include "core/output_relay.hpp"
 
 #include <fcntl.h>
 #include <sys/epoll.h>
@@ -14,7 +14,7 @@
 #include <thread>
 #include <unordered_map>
 
-#include "parx/detail/map_observe.hpp"
+#include "core/console.hpp"
 #include "parx/errors.hpp"
 
 namespace parx::detail {

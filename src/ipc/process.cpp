@@ -3,7 +3,7 @@
 
 #include <signal.h>
 
-#include "parx/detail/fork_server.hpp"
+#include "ipc/fork_server.hpp"
 #include "parx/detail/sync.hpp"
 
 namespace parx {

@@ -1,6 +1,6 @@
 // parx::init and the fork server: a single-threaded process, forked at init, that forks every
 // worker process and reports their exits.
-#include "parx/detail/fork_server.hpp"
+#include "ipc/fork_server.hpp"
 
 #include <fcntl.h>
 #include <poll.h>
@@ -23,9 +23,7 @@
 #include <utility>
 #include <vector>
 
-#include "parx/detail/mpi_join.hpp"
 #include "parx/detail/sync.hpp"
-#include "parx/init.hpp"
 
 namespace parx {
 namespace detail {
@@ -471,13 +469,11 @@ void ForkServer::remove_exit_listener(std::uint64_t id) {
 
 }  // namespace detail
 
-bool initialized() noexcept {
+bool detail::fork_server_running() noexcept {
   return detail::g_server != nullptr;
 }
 
-namespace {
-
-void start_fork_server() {
+void detail::start_fork_server() {
   if (detail::g_server) return;
   check_remote_registry();
   if (const int threads = detail::count_threads(); threads > 1)
@@ -500,18 +496,5 @@ void start_fork_server() {
   detail::g_server = new detail::ForkServer(fds[0], pid);  // lives as long as the process
 }
 
-}  // namespace
-
-// The fork server first, while the process has one thread; then MPI, whose libraries start
-// threads of their own, when a launcher started this program.
-void init() {
-  start_fork_server();
-  mpi::detail::join_if_launched(nullptr, nullptr);
-}
-
-void init(int& argc, char**& argv) {
-  start_fork_server();
-  mpi::detail::join_if_launched(&argc, &argv);
-}
 
 }  // namespace parx

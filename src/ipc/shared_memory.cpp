@@ -11,8 +11,7 @@
 #include <cstring>
 #include <random>
 
-#include "parx/detail/fork_server.hpp"
-#include "parx/init.hpp"
+#include "ipc/fork_server.hpp"
 
 namespace parx {
 namespace {
@@ -65,7 +64,7 @@ SharedMemory SharedMemory::create(std::size_t size, const std::string& name) {
   }
   s.data_ = static_cast<std::byte*>(p);
   s.size_ = size;
-  if (initialized()) detail::ForkServer::get().watch_shm(path, true);
+  if (detail::fork_server_running()) detail::ForkServer::get().watch_shm(path, true);
   return s;
 }
 
@@ -119,7 +118,7 @@ void SharedMemory::unlink() {
   const std::string path = "/" + name_;
   shm_unlink(path.c_str());
   linked_ = false;
-  if (initialized()) detail::ForkServer::get().watch_shm(path, false);
+  if (detail::fork_server_running()) detail::ForkServer::get().watch_shm(path, false);
 }
 
 void SharedMemory::release() noexcept {

@@ -1,4 +1,4 @@
-// The checkpoint journal of a map (see parx/detail/map_observe.hpp for the file layout).
+// The checkpoint journal of a map (see parx/detail/journal.hpp for the file layout).
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -7,7 +7,7 @@
 #include <cerrno>
 #include <cstring>
 
-#include "parx/detail/map_observe.hpp"
+#include "parx/detail/journal.hpp"
 #include "parx/detail/sync.hpp"
 #include "parx/errors.hpp"
 #include "parx/log.hpp"
