@@ -127,7 +127,9 @@ TEST(Trace, ProcessPoolCrashRetryAndFunctionNames) {
   std::error_code ec;
   fs::remove(std::getenv("PARX_TEST_TRACE_FLAG"), ec);
   {
-    parx::ProcessPool pool({.workers = 2, .retries = 1, .trace = p.string()});
+    parx::observe::TraceRecorder rec(p.string());  // outlives the pool: its last events are in
+    parx::ProcessPool pool({.workers = 2, .retries = 1});
+    rec.only(pool.id());
     const auto ys =
         pool.map(crash_once, std::vector<int>{0, 1, 2, 3, 4, 5, 6, 7, 8, 9}, {.chunksize = 1});
     EXPECT_EQ(ys[5], 5);
@@ -162,7 +164,9 @@ TEST(Trace, ClusterPoolAloneMapChunks) {
   TempDir d;
   const fs::path p = d.path / "cluster.json";
   {
-    parx::ClusterPool pool({.trace = p.string()});
+    parx::observe::TraceRecorder rec(p.string());
+    parx::ClusterPool pool;
+    rec.only(pool.id());
     std::vector<int> xs(200);
     for (int i = 0; i < 200; ++i)
       xs[static_cast<std::size_t>(i)] = i + 100;

@@ -60,7 +60,6 @@
 #include <vector>
 
 #include "parx/observe/metrics.hpp"
-#include "parx/observe/trace.hpp"
 #include "parx/process_pool.hpp"
 
 namespace parx {
@@ -98,9 +97,6 @@ class ClusterPool : public detail::RemotePool<ClusterPool> {
     // How long an idle communication thread keeps polling before it starts to sleep between
     // polls. Negative (default): PARX_SPIN_US, else 200 µs.
     std::chrono::microseconds spin{-1};
-    // Write a Chrome-trace timeline of this pool to this path when it is destroyed
-    // (observe/trace.hpp; PARX_TRACE=path does it for every pool). Empty: none.
-    std::string trace;
     // How serving ranks' stdout and stderr (and their process workers') reach the driver
     // (log.hpp): relayed to rank 0 whole-line (`lines`), with an origin prefix such as
     // "[rank 2 · pid 4711] " (`prefixed`), or left to the launcher (`inherit`). `automatic`:
@@ -142,6 +138,9 @@ class ClusterPool : public detail::RemotePool<ClusterPool> {
   int size() const noexcept { return size_; }
   // Task slots over every rank that runs tasks.
   std::size_t workers() const noexcept { return workers_; }
+  // The id this pool's observe events carry (observe::Event::executor_id): what a recorder
+  // records alone with TraceRecorder::only(pool.id()).
+  std::uint64_t id() const noexcept { return id_; }
   // Every rank of the pool with its counters (driver only; counters as of the call).
   std::vector<Rank> ranks() const;
   Stats stats() const;
@@ -161,12 +160,12 @@ class ClusterPool : public detail::RemotePool<ClusterPool> {
   void require_driver(const char* what) const;
   void enqueue(detail::RemoteJob&& job);
 
-  std::unique_ptr<observe::TraceRecorder> trace_;  // destroyed after impl_
   std::unique_ptr<detail::ClusterImpl> impl_;
   bool driver_ = true;
   int rank_ = 0;
   int size_ = 1;
   std::size_t workers_ = 0;
+  std::uint64_t id_ = 0;
 };
 
 static_assert(Executor<ClusterPool>);

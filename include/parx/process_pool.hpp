@@ -73,7 +73,6 @@
 #include "parx/future.hpp"
 #include "parx/log.hpp"
 #include "parx/observe/metrics.hpp"
-#include "parx/observe/trace.hpp"
 #include "parx/remote.hpp"
 
 namespace parx {
@@ -108,9 +107,6 @@ class ProcessPool : public detail::RemotePool<ProcessPool> {
     // How long an idle worker (and the pool's I/O thread) spins before sleeping. Negative
     // (default): PARX_SPIN_US, else 50 µs.
     std::chrono::microseconds spin{-1};
-    // Write a Chrome-trace timeline of this pool to this path when it is destroyed
-    // (observe/trace.hpp; PARX_TRACE=path does it for every pool). Empty: none.
-    std::string trace;
     // How the workers' stdout and stderr reach this process (log.hpp): relayed whole-line
     // (`lines`), relayed with an origin prefix (`prefixed`), or written straight to the
     // descriptors the program had at parx::init (`inherit`). `automatic`: PARX_OUTPUT, else lines.
@@ -134,6 +130,9 @@ class ProcessPool : public detail::RemotePool<ProcessPool> {
   ProcessPool& operator=(const ProcessPool&) = delete;
 
   std::size_t workers() const noexcept { return workers_; }
+  // The id this pool's observe events carry (observe::Event::executor_id): what a recorder
+  // records alone with TraceRecorder::only(pool.id()).
+  std::uint64_t id() const noexcept;
   // Pids of the live workers (for diagnostics and tests).
   std::vector<pid_t> pids() const;
   Stats stats() const;
@@ -152,7 +151,6 @@ class ProcessPool : public detail::RemotePool<ProcessPool> {
   void require_driver(const char*) const noexcept {}
   void enqueue(detail::RemoteJob&& job);
 
-  std::unique_ptr<observe::TraceRecorder> trace_;  // destroyed after impl_
   std::unique_ptr<detail::ProcessTransport> impl_;
   std::size_t workers_ = 0;
 };

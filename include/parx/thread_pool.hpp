@@ -55,7 +55,6 @@
 #include "parx/executor.hpp"
 #include "parx/future.hpp"
 #include "parx/observe/metrics.hpp"
-#include "parx/observe/trace.hpp"
 
 namespace parx {
 
@@ -79,9 +78,6 @@ class ThreadPool {
     // How long an idle worker spins looking for work before it sleeps. Negative (default):
     // PARX_SPIN_US from the environment, else 50 µs.
     std::chrono::microseconds spin{-1};
-    // Write a Chrome-trace timeline of this pool to this path when it is destroyed
-    // (observe/trace.hpp; PARX_TRACE=path does it for every pool). Empty: none.
-    std::string trace;
   };
 
   // A pool of `workers` threads (0: one per core).
@@ -92,9 +88,11 @@ class ThreadPool {
   ThreadPool& operator=(const ThreadPool&) = delete;
 
   std::size_t workers() const noexcept;
+  // The id this pool's observe events carry (observe::Event::executor_id): what a recorder
+  // records alone with TraceRecorder::only(pool.id()).
+  std::uint64_t id() const noexcept { return id_; }
   // Index of the calling thread among this pool's workers, or -1.
   int current_worker() const noexcept;
-  std::uint64_t id() const noexcept { return id_; }
   bool is_shutdown() const noexcept;
   // Task counters since construction (see observe/metrics.hpp). A map over random-access input
   // counts its loop helpers as tasks.
@@ -173,7 +171,6 @@ class ThreadPool {
   void run_loop(std::int64_t n, std::int64_t fixed_chunk, detail::LoopCtl::Body body, void* ctx,
                 detail::LoopStats* stats, bool caller_participates);
 
-  std::unique_ptr<observe::TraceRecorder> trace_;  // destroyed after core_: every event is in
   std::unique_ptr<detail::PoolCore, detail::PoolCoreDeleter> core_;
   std::uint64_t id_;
 };

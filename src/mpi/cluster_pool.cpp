@@ -26,6 +26,7 @@
 #include "parx/detail/sync.hpp"
 #include "parx/mpi.hpp"
 #include "parx/observe/events.hpp"
+#include "parx/observe/trace.hpp"
 #include "parx/observe/metrics.hpp"
 #include "parx/thread_pool.hpp"
 #include "core/console.hpp"
@@ -981,15 +982,13 @@ void ClusterImpl::serve_loop(bool caller_runs) {
 ClusterPool::ClusterPool() : ClusterPool(Options{}) {}
 
 ClusterPool::ClusterPool(Options opts)
-    : trace_(observe::detail::pool_trace(opts.trace)),
-      impl_(std::make_unique<detail::ClusterImpl>(opts)) {
-  if (trace_) trace_->only(impl_->exec_id());
+    : impl_((observe::detail::start_from_env(), std::make_unique<detail::ClusterImpl>(opts))) {
+  id_ = impl_->exec_id();
   rank_ = impl_->rank();
   size_ = impl_->size();
   driver_ = impl_->driver();
   workers_ = impl_->workers();
   if (!driver_) {
-    if (trace_) trace_->discard();  // the driver's trace holds every rank's tasks
     impl_->serve();
     impl_.reset();
     if (opts.driver_only) std::exit(0);

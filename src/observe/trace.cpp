@@ -514,7 +514,7 @@ void write_env_trace() {
 }
 }  // namespace
 
-void autostart() noexcept {
+void start_from_env() noexcept {
   static std::once_flag once;
   std::call_once(once, [] {
     if (const char* p = std::getenv("PARX_TRACE"); p && *p) {  // NOLINT(concurrency-mt-unsafe)
@@ -536,11 +536,6 @@ void autostart() noexcept {
   });
 }
 
-std::unique_ptr<TraceRecorder> pool_trace(const std::string& path) {
-  autostart();
-  if (path.empty()) return nullptr;
-  return std::make_unique<TraceRecorder>(path);
-}
 }  // namespace detail
 
 }  // namespace parx::observe

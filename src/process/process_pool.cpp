@@ -2,6 +2,7 @@
 // with every remote pool is detail/remote_pool.hpp.
 #include "parx/process_pool.hpp"
 
+#include "parx/observe/trace.hpp"
 #include "process/transport.hpp"
 
 namespace parx {
@@ -17,13 +18,14 @@ ProcessPool::Options with_workers(std::size_t n) {
 ProcessPool::ProcessPool(std::size_t workers) : ProcessPool(with_workers(workers)) {}
 
 ProcessPool::ProcessPool(Options opts)
-    : trace_(observe::detail::pool_trace(opts.trace)),
-      impl_(std::make_unique<detail::ProcessTransport>(opts)),
-      workers_(impl_->workers()) {
-  if (trace_) trace_->only(impl_->exec_id());
-}
+    : impl_((observe::detail::start_from_env(), std::make_unique<detail::ProcessTransport>(opts))),
+      workers_(impl_->workers()) {}
 
 ProcessPool::~ProcessPool() = default;
+
+std::uint64_t ProcessPool::id() const noexcept {
+  return impl_->exec_id();
+}
 
 std::vector<pid_t> ProcessPool::pids() const {
   return impl_->pids();

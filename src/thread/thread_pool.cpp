@@ -3,6 +3,8 @@
 // lost wake-ups.
 #include "parx/thread_pool.hpp"
 
+#include "parx/observe/trace.hpp"
+
 #include <pthread.h>
 #include <unistd.h>
 
@@ -556,10 +558,9 @@ ThreadPool::ThreadPool(std::size_t workers)
       }()) {}
 
 ThreadPool::ThreadPool(const Options& opts)
-    : trace_(observe::detail::pool_trace(opts.trace)),
-      core_(new detail::PoolCore(opts, observe::next_executor_id())),
+    : core_((observe::detail::start_from_env(),
+             new detail::PoolCore(opts, observe::next_executor_id()))),
       id_(core_->id_) {
-  if (trace_) trace_->only(id_);
   core_->start();
   if (std::exception_ptr e = core_->wait_started()) {
     core_->shutdown(true, true);

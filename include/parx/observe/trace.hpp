@@ -8,13 +8,12 @@
 // markers, and each task's wait in the queue as an async slice on the pool's queue track
 // (args.queue_wait_us on the task too). `parx trace summary run.json` summarises it.
 //
-// Three ways to record:
+// Two ways to record; pools only emit events, recorders subscribe to them:
 //   PARX_TRACE=run.json ./prog          every pool of the program; written when it exits normally
 //                                         (under mpiexec, ranks other than 0 write
 //                                         run.json.rank<N>)
-//   ThreadPool pool({.trace = "a.json"})  (also ProcessPool/ClusterPool::Options::trace) one pool;
-//                                         written when the pool is destroyed
-//   observe::TraceRecorder rec("b.json"); a region of a program; written when `rec` ends
+//   observe::TraceRecorder rec("b.json"); a region of a program, every pool or (rec.only(pool.id()))
+//                                         one; written when `rec` ends
 //
 // Contract
 //   * Recording appends a small record per event to a buffer of the emitting thread, with no
@@ -73,12 +72,11 @@ class TraceRecorder {
 };
 
 namespace detail {
-// Reads PARX_TRACE and PARX_DASHBOARD once per process and starts what they ask for (a trace of
-// every pool written at exit; the dashboard). Every pool's constructor calls it; cheap after the
-// first call.
-void autostart() noexcept;
-// For a pool's constructor: autostart(), then a recorder for Options::trace (nullptr if empty).
-std::unique_ptr<TraceRecorder> pool_trace(const std::string& path);
+// Reads PARX_TRACE and PARX_DASHBOARD once per process and starts what they ask for: a recorder
+// of every pool, written at exit, and the dashboard. Every pool's constructor calls it before it
+// emits its first event (the recorders are the observe layer's, never the pool's); cheap after
+// the first call.
+void start_from_env() noexcept;
 }  // namespace detail
 
 }  // namespace parx::observe
