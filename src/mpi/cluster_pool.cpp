@@ -178,6 +178,12 @@ class ClusterImpl final : public observe::detail::PoolSource {
   };
 
   void comm_loop();
+  bool take_queued(std::deque<Local>& local, bool& stop, bool& cancel);
+  void cancel_pending();
+  int least_loaded() const;
+  bool dispatch();
+  bool receive();
+  void release_ranks();
   template <class Hello>
   void watch_lost_ranks(const std::vector<Hello>& hello);
   // Waits after an idle round: spins (yielding) for spin_ns_, then sleeps a growing interval
@@ -609,154 +615,180 @@ void ClusterImpl::handle_result(Bytes msg, Trailer t, bool local) {
   j->sink->finish(t.number);
 }
 
+// The driver's communication thread: takes queued jobs, hands them to ranks with free slots,
+// receives results, and at shutdown releases the serving ranks.
 void ClusterImpl::comm_loop() {
   last_active_ = now_ns();
   for (;;) {
-    bool progressed = false;
     bool stop = false, cancel = false;
     std::deque<Local> local;
-    {
-      std::lock_guard lk(mu_);
-      while (!queue_.empty()) {
-        pending_.push_back(std::move(queue_.front()));
-        queue_.pop_front();
-        progressed = true;
-      }
-      local.swap(inbox_);
-      stop = stopping_;
-      cancel = cancel_;
-      wake_ = false;
-    }
-    if (cancel) {
-      for (auto& j : pending_) {
-        j->sink->cancel();
-        emit_task(observe::EventKind::TaskCancelled, *j);
-      }
-      {
-        std::lock_guard lk(mu_);
-        counters_.cancelled += pending_.size();
-      }
-      pending_.clear();
-    }
-    // Hand chunks to the least loaded ranks with room (the pull: a rank gets work as its slots
-    // free), rotating among equals.
-    while (!pending_.empty()) {
-      int best = -1;
-      double load = 2.0;
-      for (int k = 0; k < size_; ++k) {
-        const int r = static_cast<int>((next_rank_ + static_cast<std::size_t>(k)) % size_);
-        if (held_[r] >= capacity_[r]) continue;
-        const double l = static_cast<double>(held_[r]) / static_cast<double>(capacity_[r]);
-        if (l < load) {
-          load = l;
-          best = r;
-        }
-      }
-      if (best < 0) break;
-      next_rank_ = (static_cast<std::size_t>(best) + 1) % size_;
-      std::unique_ptr<ClusterJob> j = std::move(pending_.front());
-      pending_.pop_front();
-      if (!j->sink->start()) {  // cancelled by its caller while queued
-        {
-          std::lock_guard lk(mu_);
-          ++counters_.cancelled;
-        }
-        emit_task(observe::EventKind::TaskCancelled, *j);
-        continue;
-      }
-      j->rank = best;
-      j->id = next_job_++;
-      ++held_[best];
-      {
-        std::lock_guard lk(mu_);
-        ++stats_.chunks;
-        ++started_;
-        if (static_cast<std::size_t>(best) < running_per_rank_.size()) ++running_per_rank_[best];
-      }
-      emit_task(observe::EventKind::TaskStarted, *j, best);
-      ClusterJob& ref = *j;
-      sent_.emplace(ref.id, std::move(j));
-      try {
-        send_job(ref);
-      } catch (...) {
-        auto node = sent_.extract(ref.id);
-        --held_[best];
-        for (std::size_t k = 0; k < node.mapped()->n; ++k)
-          node.mapped()->sink->error(k, std::current_exception());
-        node.mapped()->sink->finish(0);
-      }
-      progressed = true;
-    }
+    bool progressed = take_queued(local, stop, cancel);
+    if (cancel) cancel_pending();
+    progressed |= dispatch();
     for (Local& l : local) {
       handle_result(std::move(l.body), l.t, true);
       progressed = true;
     }
     if (comm_) {
-      while (auto st = comm_->iprobe()) {
-        Bytes msg(st->bytes);
-        comm_->recv(std::span<std::byte>(msg), st->source, st->tag);
-        progressed = true;
-        if (st->tag == kTagOutput) {
-          print_output(msg, st->source);
-          continue;
-        }
-        if (st->tag == kTagRefused) {
-          const std::string why(reinterpret_cast<const char*>(msg.data()), msg.size());
-          std::fprintf(stderr, "parx: rank %d refused a ClusterPool message: %s\n", st->source,
-                       why.c_str());
-          fail_rank_jobs(st->source, "rank " + std::to_string(st->source) +
-                                         " refused a ClusterPool message: " + why);
-          continue;
-        }
-        try {
-          const Trailer t = read_trailer(msg, kKindResult, st->source);
-          if (t.rank != st->source) throw SerializationError("a result with a wrong sender");
-          handle_result(std::move(msg), t, false);
-        } catch (const std::exception& e) {
-          std::fprintf(stderr, "parx: ClusterPool refused a result: %s\n", e.what());
-          fail_rank_jobs(st->source, e.what());
-        }
-      }
+      progressed |= receive();
       reap_sends(false);
     }
     if (stop && pending_.empty() && sent_.empty()) {
-      bool more;
-      {
-        std::lock_guard lk(mu_);
-        more = !queue_.empty() || !inbox_.empty();
-      }
-      if (!more) break;
+      std::lock_guard lk(mu_);
+      if (queue_.empty() && inbox_.empty()) break;
     }
     idle(progressed);
   }
-  // Release the serving ranks.
-  if (comm_) {
-    reap_sends(true);
-    std::vector<mpi::Request> stops;
-    static const std::byte none[1] = {};
-    for (int r = 1; r < size_; ++r)
-      stops.push_back(comm_->isend(std::span<const std::byte>(none, 0), r, kTagStop));
-    for (auto& s : stops)
-      s.wait();
-    // Each serving rank sends what it has left to print, then an end marker.
-    int ends = 0;
-    std::int64_t pause = 0;
-    while (ends < size_ - 1) {
-      auto st = comm_->iprobe();
-      if (!st) {
-        pause = std::clamp<std::int64_t>(pause * 2, 5'000, 1'000'000);
-        std::this_thread::sleep_for(std::chrono::nanoseconds(pause));
-        continue;
-      }
-      pause = 0;
-      Bytes msg(st->bytes);
-      comm_->recv(std::span<std::byte>(msg), st->source, st->tag);
-      if (st->tag == kTagOutput) print_output(msg, st->source);
-      if (st->tag == kTagOutputEnd) ++ends;
-    }
-  }
+  if (comm_) release_ranks();
   for (int r = 0; r < size_; ++r)
     emit_rank(observe::EventKind::WorkerStopped, r);
+}
+
+// Moves what submitters queued (and the driver's own results) to the communication thread.
+bool ClusterImpl::take_queued(std::deque<Local>& local, bool& stop, bool& cancel) {
+  bool any = false;
+  std::lock_guard lk(mu_);
+  while (!queue_.empty()) {
+    pending_.push_back(std::move(queue_.front()));
+    queue_.pop_front();
+    any = true;
+  }
+  local.swap(inbox_);
+  stop = stopping_;
+  cancel = cancel_;
+  wake_ = false;
+  return any;
+}
+
+// shutdown(cancel_pending): the chunks not yet sent end Cancelled.
+void ClusterImpl::cancel_pending() {
+  for (auto& j : pending_) {
+    j->sink->cancel();
+    emit_task(observe::EventKind::TaskCancelled, *j);
+  }
+  {
+    std::lock_guard lk(mu_);
+    counters_.cancelled += pending_.size();
+  }
+  pending_.clear();
+}
+
+// The rank with the most room (the pull: a rank gets work as its slots free), rotating among
+// equals; -1 when every rank is full.
+int ClusterImpl::least_loaded() const {
+  int best = -1;
+  double load = 2.0;
+  for (int k = 0; k < size_; ++k) {
+    const int r = static_cast<int>((next_rank_ + static_cast<std::size_t>(k)) % size_);
+    if (held_[r] >= capacity_[r]) continue;
+    const double l = static_cast<double>(held_[r]) / static_cast<double>(capacity_[r]);
+    if (l < load) {
+      load = l;
+      best = r;
+    }
+  }
+  return best;
+}
+
+// Hands pending chunks to ranks with room. True if any was handed out or dropped.
+bool ClusterImpl::dispatch() {
+  bool any = false;
+  while (!pending_.empty()) {
+    const int best = least_loaded();
+    if (best < 0) break;
+    next_rank_ = (static_cast<std::size_t>(best) + 1) % size_;
+    std::unique_ptr<ClusterJob> j = std::move(pending_.front());
+    pending_.pop_front();
+    any = true;
+    if (!j->sink->start()) {  // cancelled by its caller while queued
+      {
+        std::lock_guard lk(mu_);
+        ++counters_.cancelled;
+      }
+      emit_task(observe::EventKind::TaskCancelled, *j);
+      continue;
+    }
+    j->rank = best;
+    j->id = next_job_++;
+    ++held_[best];
+    {
+      std::lock_guard lk(mu_);
+      ++stats_.chunks;
+      ++started_;
+      if (static_cast<std::size_t>(best) < running_per_rank_.size()) ++running_per_rank_[best];
+    }
+    emit_task(observe::EventKind::TaskStarted, *j, best);
+    ClusterJob& ref = *j;
+    sent_.emplace(ref.id, std::move(j));
+    try {
+      send_job(ref);
+    } catch (...) {
+      auto node = sent_.extract(ref.id);
+      --held_[best];
+      for (std::size_t k = 0; k < node.mapped()->n; ++k)
+        node.mapped()->sink->error(k, std::current_exception());
+      node.mapped()->sink->finish(0);
+    }
+  }
+  return any;
+}
+
+// Receives every message the ranks have sent: results, relayed output, refusals.
+bool ClusterImpl::receive() {
+  bool any = false;
+  while (auto st = comm_->iprobe()) {
+    Bytes msg(st->bytes);
+    comm_->recv(std::span<std::byte>(msg), st->source, st->tag);
+    any = true;
+    if (st->tag == kTagOutput) {
+      print_output(msg, st->source);
+      continue;
+    }
+    if (st->tag == kTagRefused) {
+      const std::string why(reinterpret_cast<const char*>(msg.data()), msg.size());
+      std::fprintf(stderr, "parx: rank %d refused a ClusterPool message: %s\n", st->source,
+                   why.c_str());
+      fail_rank_jobs(st->source,
+                     "rank " + std::to_string(st->source) + " refused a ClusterPool message: " + why);
+      continue;
+    }
+    try {
+      const Trailer t = read_trailer(msg, kKindResult, st->source);
+      if (t.rank != st->source) throw SerializationError("a result with a wrong sender");
+      handle_result(std::move(msg), t, false);
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "parx: ClusterPool refused a result: %s\n", e.what());
+      fail_rank_jobs(st->source, e.what());
+    }
+  }
+  return any;
+}
+
+// Shutdown: tells every serving rank to stop, then prints what they still had to print until
+// each has sent its end marker.
+void ClusterImpl::release_ranks() {
+  reap_sends(true);
+  std::vector<mpi::Request> stops;
+  static const std::byte none[1] = {};
+  for (int r = 1; r < size_; ++r)
+    stops.push_back(comm_->isend(std::span<const std::byte>(none, 0), r, kTagStop));
+  for (auto& s : stops)
+    s.wait();
+  int ends = 0;
+  std::int64_t pause = 0;
+  while (ends < size_ - 1) {
+    auto st = comm_->iprobe();
+    if (!st) {
+      pause = std::clamp<std::int64_t>(pause * 2, 5'000, 1'000'000);
+      std::this_thread::sleep_for(std::chrono::nanoseconds(pause));
+      continue;
+    }
+    pause = 0;
+    Bytes msg(st->bytes);
+    comm_->recv(std::span<std::byte>(msg), st->source, st->tag);
+    if (st->tag == kTagOutput) print_output(msg, st->source);
+    if (st->tag == kTagOutputEnd) ++ends;
+  }
 }
 
 void ClusterImpl::print_output(const Bytes& msg, int source) {

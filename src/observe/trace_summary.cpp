@@ -227,11 +227,17 @@ const json& events_of(const json& doc, const std::string& source) {
   return *it;
 }
 
-}  // namespace
+// What the event pass collects.
+struct Parsed {
+  std::vector<Slice> slices;
+  std::map<std::int64_t, std::string> pool_names;
+  std::map<Track, std::string> thread_names;
+  std::map<std::int64_t, PoolCounts> counts;
+  std::set<std::int64_t> pids;
+  std::map<QueueKey, double> queue_begin, queue_end;
+};
 
-TraceSummary summarize_trace(std::string_view json_text, std::string_view source_name,
-                             const TraceSummaryOptions& options) {
-  const std::string source(source_name);
+json parse_document(std::string_view json_text, const std::string& source) {
   if (json_text.find_first_not_of(" \t\r\n") == std::string_view::npos)
     fail(source + " is empty — a trace is written when the program ends; was it killed?");
   json doc;
@@ -252,23 +258,40 @@ TraceSummary summarize_trace(std::string_view json_text, std::string_view source
     fail(source + ": not a readable JSON trace (" + std::string(e.what()) + ")");
   }
 
-  const json& events = events_of(doc, source);
-  TraceSummary s;
-  s.source = source;
-  s.idle_gap_threshold_us = options.idle_gap_threshold_us;
-  s.events = events.size();
-  if (const json* other = member(doc, "otherData")) {
-    if (const std::string* p = string_member(*other, "producer")) s.producer = *p;
-    if (const std::string* v = string_member(*other, "version")) s.producer_version = *v;
+  return doc;
+}
+
+// A task slice ("X", category task), checked.
+Slice read_slice(const json& e, const json& a, std::size_t i, const std::string& source,
+                 std::optional<double> ts, std::optional<double> dur) {
+  const std::string* name = string_member(e, "name");
+  if (!ts) fail(source + ": " + describe(e, i) + " is a task slice without \"ts\"");
+  if (!dur) fail(source + ": " + describe(e, i) + " is a task slice without \"dur\"");
+  if (*dur < 0)
+    fail(source + ": " + describe(e, i) + ": \"dur\" is negative (" + std::to_string(*dur) +
+         ")");
+  Slice t;
+  t.name = name ? *name : std::string("(unnamed)");
+  t.pid = id_field(e, "pid", i, source);
+  t.tid = id_field(e, "tid", i, source);
+  t.ts = *ts;
+  t.dur = *dur;
+  t.task = int_member(a, "task");
+  t.parent = int_member(a, "parent");
+  if (auto items = int_member(a, "items"); items && *items >= 0)
+    t.items = static_cast<std::uint64_t>(*items);
+  if (const std::string* st = string_member(a, "status")) {
+    if (*st == "failed") t.status = Status::failed;
+    if (*st == "cancelled") t.status = Status::cancelled;
   }
+  if (const std::string* err = string_member(a, "error")) t.error = *err;
+  if (auto w = number_member(a, "queue_wait_us"); w && *w >= 0) t.queue_wait = w;
+  return t;
+}
 
-  std::vector<Slice> slices;
-  std::map<std::int64_t, std::string> pool_names;
-  std::map<Track, std::string> thread_names;
-  std::map<std::int64_t, PoolCounts> counts;
-  std::set<std::int64_t> pids;
-  std::map<QueueKey, double> queue_begin, queue_end;
-
+// One pass over the events: task slices, names, markers and queue waits.
+Parsed read_events(const json& events, const std::string& source, TraceSummary& s) {
+  Parsed p;
   for (std::size_t i = 0; i < events.size(); ++i) {
     const json& e = events[i];
     if (!e.is_object())
@@ -282,38 +305,18 @@ TraceSummary summarize_trace(std::string_view json_text, std::string_view source
     const json& a = args && args->is_object() ? *args : no_args;
 
     if (ph && *ph == "X" && has_category(e, "task")) {
-      if (!ts) fail(source + ": " + describe(e, i) + " is a task slice without \"ts\"");
-      if (!dur) fail(source + ": " + describe(e, i) + " is a task slice without \"dur\"");
-      if (*dur < 0)
-        fail(source + ": " + describe(e, i) + ": \"dur\" is negative (" + std::to_string(*dur) +
-             ")");
-      Slice t;
-      t.name = name ? *name : std::string("(unnamed)");
-      t.pid = id_field(e, "pid", i, source);
-      t.tid = id_field(e, "tid", i, source);
-      t.ts = *ts;
-      t.dur = *dur;
-      t.task = int_member(a, "task");
-      t.parent = int_member(a, "parent");
-      if (auto items = int_member(a, "items"); items && *items >= 0)
-        t.items = static_cast<std::uint64_t>(*items);
-      if (const std::string* st = string_member(a, "status")) {
-        if (*st == "failed") t.status = Status::failed;
-        if (*st == "cancelled") t.status = Status::cancelled;
-      }
-      if (const std::string* err = string_member(a, "error")) t.error = *err;
-      if (auto w = number_member(a, "queue_wait_us"); w && *w >= 0) t.queue_wait = w;
-      pids.insert(t.pid);
-      slices.push_back(std::move(t));
+      Slice t = read_slice(e, a, i, source, ts, dur);
+      p.pids.insert(t.pid);
+      p.slices.push_back(std::move(t));
     } else if (ph && *ph == "M" && name && (*name == "process_name" || *name == "thread_name")) {
       const std::string* label = string_member(a, "name");
       const std::int64_t pid = id_field(e, "pid", i, source);
-      pids.insert(pid);
+      p.pids.insert(pid);
       if (!label) continue;
       if (*name == "process_name")
-        pool_names[pid] = *label;
+        p.pool_names[pid] = *label;
       else
-        thread_names[{pid, id_field(e, "tid", i, source)}] = *label;
+        p.thread_names[{pid, id_field(e, "tid", i, source)}] = *label;
     } else if (ph && (*ph == "i" || *ph == "I") && name) {
       std::size_t PoolCounts::*counter = nullptr;
       if (*name == "worker crashed") counter = &PoolCounts::crashes;
@@ -327,8 +330,8 @@ TraceSummary summarize_trace(std::string_view json_text, std::string_view source
         continue;
       }
       const std::int64_t pid = id_field(e, "pid", i, source);
-      ++(counts[pid].*counter);
-      pids.insert(pid);
+      ++(p.counts[pid].*counter);
+      p.pids.insert(pid);
     } else if (ph && (*ph == "b" || *ph == "e") && ts && has_category(e, "queue")) {
       const std::optional<std::string> id = id_text(member(e, "id"));
       if (!id) {
@@ -336,15 +339,23 @@ TraceSummary summarize_trace(std::string_view json_text, std::string_view source
         continue;
       }
       const std::int64_t pid = id_field(e, "pid", i, source);
-      pids.insert(pid);
-      auto& m = *ph == "b" ? queue_begin : queue_end;
+      p.pids.insert(pid);
+      auto& m = *ph == "b" ? p.queue_begin : p.queue_end;
       m.emplace(QueueKey{pid, *id}, *ts);  // the first of duplicates wins
     } else {
       ++s.ignored_events;
     }
   }
 
-  // ---- overall span ------------------------------------------------------------------------
+  return p;
+}
+
+std::string pool_name(const Parsed& p, std::int64_t pid) {
+  const auto it = p.pool_names.find(pid);
+  return it != p.pool_names.end() ? it->second : fallback_name("pid", pid);
+}
+
+void summarize_span(const json& doc, const std::vector<Slice>& slices, TraceSummary& s) {
   s.tasks = slices.size();
   if (!slices.empty()) {
     s.start_us = slices.front().ts;
@@ -368,7 +379,9 @@ TraceSummary summarize_trace(std::string_view json_text, std::string_view source
   }
   s.wall_us = s.end_us - s.start_us;
 
-  // ---- functions ---------------------------------------------------------------------------
+}
+
+void summarize_functions(const std::vector<Slice>& slices, TraceSummary& s) {
   std::map<std::string, std::vector<const Slice*>> by_name;
   for (const Slice& t : slices)
     by_name[t.name].push_back(&t);
@@ -404,23 +417,23 @@ TraceSummary summarize_trace(std::string_view json_text, std::string_view source
     return x.total_us != y.total_us ? x.total_us > y.total_us : x.name < y.name;
   });
 
-  // ---- workers -----------------------------------------------------------------------------
+}
+
+void summarize_workers(const Parsed& p, const TraceSummaryOptions& options, TraceSummary& s) {
+  const auto& slices = p.slices;
+  const auto& thread_names = p.thread_names;
   std::map<Track, std::vector<std::pair<double, double>>> by_track;  // (start, end)
   for (const auto& [track, label] : thread_names)
     if (track.second != 0) by_track[track];  // a named worker that never ran a task: idle
   for (const Slice& t : slices)
     by_track[{t.pid, t.tid}].emplace_back(t.ts, t.end());
-  auto pool_name = [&](std::int64_t pid) {
-    const auto it = pool_names.find(pid);
-    return it != pool_names.end() ? it->second : fallback_name("pid", pid);
-  };
   for (auto& [track, spans] : by_track) {
     WorkerSummary w;
     w.pid = track.first;
     w.tid = track.second;
     const auto named = thread_names.find(track);
     w.name = named != thread_names.end() ? named->second : fallback_name("tid", track.second);
-    w.pool = pool_name(track.first);
+    w.pool = pool_name(p, track.first);
     w.tasks = spans.size();
     std::sort(spans.begin(), spans.end());
     // Merge overlapping slices (a task run inline while another waits) into busy intervals.
@@ -450,49 +463,54 @@ TraceSummary summarize_trace(std::string_view json_text, std::string_view source
     s.workers.push_back(std::move(w));
   }
 
-  // ---- pools -------------------------------------------------------------------------------
+}
+
+void summarize_pools(const Parsed& p, TraceSummary& s) {
   std::map<std::int64_t, std::vector<double>> waits;
   std::set<QueueKey> waited;  // tasks whose wait came from their slice's args
-  for (const Slice& t : slices)
+  for (const Slice& t : p.slices)
     if (t.queue_wait) {
       waits[t.pid].push_back(*t.queue_wait);
       if (t.task) waited.insert({t.pid, std::to_string(*t.task)});
     }
-  for (const auto& [key, begin] : queue_begin) {
-    const auto end = queue_end.find(key);
-    if (end == queue_end.end() || end->second < begin || waited.count(key)) continue;
+  for (const auto& [key, begin] : p.queue_begin) {
+    const auto end = p.queue_end.find(key);
+    if (end == p.queue_end.end() || end->second < begin || waited.count(key)) continue;
     waits[key.first].push_back(end->second - begin);
   }
-  for (std::int64_t pid : pids) {
-    PoolSummary p;
-    p.pid = pid;
-    p.name = pool_name(pid);
+  for (std::int64_t pid : p.pids) {
+    PoolSummary ps;
+    ps.pid = pid;
+    ps.name = pool_name(p, pid);
     for (const WorkerSummary& w : s.workers)
       if (w.pid == pid) {
-        ++p.workers;
-        p.tasks += w.tasks;
+        ++ps.workers;
+        ps.tasks += w.tasks;
       }
-    if (const auto c = counts.find(pid); c != counts.end()) {
-      p.crashes = c->second.crashes;
-      p.restarts = c->second.restarts;
-      p.retries = c->second.retries;
-      p.cancelled = c->second.cancelled;
-      p.workers_started = c->second.started;
-      p.workers_stopped = c->second.stopped;
+    if (const auto c = p.counts.find(pid); c != p.counts.end()) {
+      ps.crashes = c->second.crashes;
+      ps.restarts = c->second.restarts;
+      ps.retries = c->second.retries;
+      ps.cancelled = c->second.cancelled;
+      ps.workers_started = c->second.started;
+      ps.workers_stopped = c->second.stopped;
     }
     if (const auto w = waits.find(pid); w != waits.end() && !w->second.empty()) {
       double sum = 0;
       for (double x : w->second) {
         sum += x;
-        p.max_queue_wait_us = std::max(p.max_queue_wait_us, x);
+        ps.max_queue_wait_us = std::max(ps.max_queue_wait_us, x);
       }
-      p.queue_waits = w->second.size();
-      p.mean_queue_wait_us = sum / static_cast<double>(w->second.size());
+      ps.queue_waits = w->second.size();
+      ps.mean_queue_wait_us = sum / static_cast<double>(w->second.size());
     }
-    s.pools.push_back(std::move(p));
+    s.pools.push_back(std::move(ps));
   }
 
-  // ---- critical path: the longest chain through the spawn tree -----------------------------
+}
+
+// The longest chain through the spawn tree.
+void summarize_critical_path(const std::vector<Slice>& slices, TraceSummary& s) {
   // A parent is looked up in its child's pool first, then anywhere if its id is unique there.
   // Of several slices with one id (a retried task), the one that ended last is the task.
   const std::size_t n = slices.size();
@@ -545,6 +563,29 @@ TraceSummary summarize_trace(std::string_view json_text, std::string_view source
           {slices[*k].name, slices[*k].task.value_or(-1), slices[*k].ts, slices[*k].dur});
     std::reverse(s.critical_path.begin(), s.critical_path.end());
   }
+}
+
+}  // namespace
+
+TraceSummary summarize_trace(std::string_view json_text, std::string_view source_name,
+                             const TraceSummaryOptions& options) {
+  const std::string source(source_name);
+  const json doc = parse_document(json_text, source);
+  const json& events = events_of(doc, source);
+  TraceSummary s;
+  s.source = source;
+  s.idle_gap_threshold_us = options.idle_gap_threshold_us;
+  s.events = events.size();
+  if (const json* other = member(doc, "otherData")) {
+    if (const std::string* pr = string_member(*other, "producer")) s.producer = *pr;
+    if (const std::string* v = string_member(*other, "version")) s.producer_version = *v;
+  }
+  const Parsed p = read_events(events, source, s);
+  summarize_span(doc, p.slices, s);
+  summarize_functions(p.slices, s);
+  summarize_workers(p, options, s);
+  summarize_pools(p, s);
+  summarize_critical_path(p.slices, s);
   return s;
 }
 

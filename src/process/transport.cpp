@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
+#include <functional>
 
 #include "process/worker.hpp"
 
@@ -507,6 +508,47 @@ void ProcessTransport::error_outcome(Job& j, const ItemRef& it, engine::WireErro
   }
 }
 
+// The worker died running item `cur` of `j`: the items before it ran again (their results died
+// with the worker), the culprit fails with the cause (or is retried), the items after it run
+// again as a new task.
+void ProcessTransport::split_at_culprit(Slot& s, Job& j, std::size_t cur, const ExitStatus& es,
+                                        std::vector<std::unique_ptr<Job>>& again, Done& done) {
+    std::vector<ItemRef> before(j.items.begin(), j.items.begin() + cur);
+    std::vector<ItemRef> after(j.items.begin() + cur + 1, j.items.end());
+    ItemRef culprit = j.items[cur];
+    if (!before.empty()) again.push_back(sub_job(j, std::move(before)));
+    std::exception_ptr err;
+    if (s.kill == Slot::Timeout) {
+      ++stats_.timeouts;
+      err = std::make_exception_ptr(
+          TimeoutError("parx::TimeoutError: task " + std::to_string(culprit.index) +
+                       " ran longer than " + std::to_string(opts_.timeout.count()) +
+                       " ms; worker pid " + std::to_string(s.pid) + " was killed and replaced"));
+    } else if (s.kill == Slot::Corrupt) {
+      err = std::make_exception_ptr(SerializationError(s.kill_detail + "; worker replaced"));
+    } else if (culprit.attempts < opts_.retries && accepting_) {
+      ++culprit.attempts;
+      ++stats_.retries;
+      if (j.task_id) emit_job(observe::EventKind::TaskRetried, j);
+      again.push_back(sub_job(j, {culprit}));
+    } else {
+      std::string detail =
+          (j.fn_name.empty() ? std::string() : "in " + j.fn_name + "; ") +
+          (s.kill == Slot::Memory ? s.kill_detail : std::string("the worker was replaced"));
+      if (culprit.attempts > 0)
+        detail += "; failed " + std::to_string(culprit.attempts + 1) + " times";
+      err = std::make_exception_ptr(
+          WorkerCrashed(s.pid, es.signal, es.exit_code, culprit.index, detail));
+    }
+    if (err) fail_item(j, culprit, err, done);
+    // The job as scheduled ends here (its other items run again as new tasks).
+    ++counters_.failed;
+    if (j.task_id)
+      emit_job(observe::EventKind::TaskFailed, j, static_cast<int>(s.index), s.pid, 0,
+               exit_text(es).c_str());
+    if (!after.empty()) again.push_back(sub_job(j, std::move(after)));
+}
+
 void ProcessTransport::handle_exit(Slot& s, const ExitStatus& es, Done& done) {
   // What the worker wrote is printed before the outcome of its work: its pipes are read to the end
   // (an unfinished last line included).
@@ -527,40 +569,7 @@ void ProcessTransport::handle_exit(Slot& s, const ExitStatus& es, Done& done) {
     Job& j = *jp;
     j.all_items();
     if (busy && cur_job == j.id && cur_item < j.items.size()) {
-      std::vector<ItemRef> before(j.items.begin(), j.items.begin() + cur_item);
-      std::vector<ItemRef> after(j.items.begin() + cur_item + 1, j.items.end());
-      ItemRef culprit = j.items[cur_item];
-      if (!before.empty()) again.push_back(sub_job(j, std::move(before)));
-      std::exception_ptr err;
-      if (s.kill == Slot::Timeout) {
-        ++stats_.timeouts;
-        err = std::make_exception_ptr(
-            TimeoutError("parx::TimeoutError: task " + std::to_string(culprit.index) +
-                         " ran longer than " + std::to_string(opts_.timeout.count()) +
-                         " ms; worker pid " + std::to_string(s.pid) + " was killed and replaced"));
-      } else if (s.kill == Slot::Corrupt) {
-        err = std::make_exception_ptr(SerializationError(s.kill_detail + "; worker replaced"));
-      } else if (culprit.attempts < opts_.retries && accepting_) {
-        ++culprit.attempts;
-        ++stats_.retries;
-        if (j.task_id) emit_job(observe::EventKind::TaskRetried, j);
-        again.push_back(sub_job(j, {culprit}));
-      } else {
-        std::string detail =
-            (j.fn_name.empty() ? std::string() : "in " + j.fn_name + "; ") +
-            (s.kill == Slot::Memory ? s.kill_detail : std::string("the worker was replaced"));
-        if (culprit.attempts > 0)
-          detail += "; failed " + std::to_string(culprit.attempts + 1) + " times";
-        err = std::make_exception_ptr(
-            WorkerCrashed(s.pid, es.signal, es.exit_code, culprit.index, detail));
-      }
-      if (err) fail_item(j, culprit, err, done);
-      // The job as scheduled ends here (its other items run again as new tasks).
-      ++counters_.failed;
-      if (j.task_id)
-        emit_job(observe::EventKind::TaskFailed, j, static_cast<int>(s.index), s.pid, 0,
-                 exit_text(es).c_str());
-      if (!after.empty()) again.push_back(sub_job(j, std::move(after)));
+      split_at_culprit(s, j, cur_item, es, again, done);
     } else if (s.kill == Slot::Corrupt && jp == s.assigned.front()) {
       // Its result was behind the corrupt bytes: the job fails, it is not run again.
       for (auto& it : j.items)
@@ -609,7 +618,8 @@ void ProcessTransport::handle_exit(Slot& s, const ExitStatus& es, Done& done) {
   s.respawn_at = s.init_failures ? now_ns() + (std::int64_t{50'000'000} << backoff) : 0;
 }
 
-// One pass of the I/O thread, under the lock. True if anything happened.
+// One pass of the I/O thread, under the lock. True if anything happened. `wait_ns`: how long the
+// thread may sleep before something is due (-1: until woken).
 bool ProcessTransport::step(Done& done, std::int64_t& wait_ns) {
   bool progress = false;
   std::deque<std::pair<pid_t, ExitStatus>> exits;
@@ -629,40 +639,55 @@ bool ProcessTransport::step(Done& done, std::int64_t& wait_ns) {
   const std::int64_t now = now_ns();
   wait_ns = -1;
   auto wake_in = [&](std::int64_t ns) { wait_ns = wait_ns < 0 ? ns : std::min(wait_ns, ns); };
-
-  // Replace workers that are gone (not while stopping).
-  if (!stopping_) {
-    for (auto& s : slots_) {
-      if (s.state != Slot::Empty || s.initial) continue;
-      if (s.respawn_at > now) {
-        wake_in(s.respawn_at - now);
-        continue;
-      }
-      try {
-        spawn(s);
-        ++stats_.respawns;
-        progress = true;
-      } catch (const Error&) {
-        s.respawn_at = now + 200'000'000;  // fork failed (out of processes?): try again soon
-        wake_in(200'000'000);
-      }
-    }
-    // Initializers that keep failing with nobody able to run: fail what waits.
-    if (init_error_ && !pending_.empty()) {
-      bool any_ready = false;
-      for (auto& s : slots_)
-        any_ready |= s.state == Slot::Ready;
-      if (!any_ready) {
-        for (auto& jp : pending_)
-          for (auto& it : jp->all_items())
-            fail_item(*jp, it, init_error_, done);
-        pending_.clear();
-      }
+  if (!stopping_) progress |= replace_workers(now, done, wake_in);
+  dispatch();
+  watch_running(now, wake_in);
+  if (stopping_ && pending_.empty()) {
+    if (stop_workers(now, wake_in)) {
+      finished_ = true;
+      return true;
     }
   }
-  dispatch();
+  return progress;
+}
 
-  // Timeouts and memory ceilings of running items.
+// Replaces workers that are gone; fails what waits when initializers keep failing with nobody
+// able to run it.
+bool ProcessTransport::replace_workers(std::int64_t now, Done& done,
+                                       const std::function<void(std::int64_t)>& wake_in) {
+  bool progress = false;
+  for (auto& s : slots_) {
+    if (s.state != Slot::Empty || s.initial) continue;
+    if (s.respawn_at > now) {
+      wake_in(s.respawn_at - now);
+      continue;
+    }
+    try {
+      spawn(s);
+      ++stats_.respawns;
+      progress = true;
+    } catch (const Error&) {
+      s.respawn_at = now + 200'000'000;  // fork failed (out of processes?): try again soon
+      wake_in(200'000'000);
+    }
+  }
+  if (init_error_ && !pending_.empty()) {
+    bool any_ready = false;
+    for (auto& s : slots_)
+      any_ready |= s.state == Slot::Ready;
+    if (!any_ready) {
+      for (auto& jp : pending_)
+        for (auto& it : jp->all_items())
+          fail_item(*jp, it, init_error_, done);
+      pending_.clear();
+    }
+  }
+  return progress;
+}
+
+// Timeouts and memory ceilings of running items.
+void ProcessTransport::watch_running(std::int64_t now,
+                                     const std::function<void(std::int64_t)>& wake_in) {
   const bool mem_check = opts_.memory_limit && now >= next_mem_check_;
   if (mem_check) next_mem_check_ = now + 10'000'000;
   bool outstanding = !pending_.empty();
@@ -696,36 +721,32 @@ bool ProcessTransport::step(Done& done, std::int64_t& wait_ns) {
     }
   }
   if (opts_.memory_limit && outstanding) wake_in(10'000'000);
+}
 
-  // Shutting down: once all work is done, stop the workers and wait for them.
-  if (stopping_ && pending_.empty()) {
-    bool all_idle = true;
-    for (auto& s : slots_)
-      all_idle &= s.assigned.empty();
-    if (all_idle) {
-      bool any_alive = false;
-      for (auto& s : slots_) {
-        if (s.state == Slot::Empty) continue;
-        any_alive = true;
-        if (s.state != Slot::Stopping) {
-          s.state = Slot::Stopping;
-          if (!ring_put(s.req, kStop, 0, 0, {})) kill_slot(s, Slot::Stop, "stop");
-          ring_bell(s.req.ctl);
-        }
-      }
-      if (!any_alive) {
-        finished_ = true;
-        return true;
-      }
-      if (stop_deadline_ == 0) stop_deadline_ = now + 2'000'000'000;
-      if (now > stop_deadline_) {
-        for (auto& s : slots_)
-          if (s.state != Slot::Empty) kill_slot(s, Slot::Stop, "did not stop in time");
-      }
-      wake_in(50'000'000);
+// Shutting down with nothing queued: once every worker is idle, stop them (killing those that
+// do not stop in time). True once none is left.
+bool ProcessTransport::stop_workers(std::int64_t now,
+                                    const std::function<void(std::int64_t)>& wake_in) {
+  for (auto& s : slots_)
+    if (!s.assigned.empty()) return false;
+  bool any_alive = false;
+  for (auto& s : slots_) {
+    if (s.state == Slot::Empty) continue;
+    any_alive = true;
+    if (s.state != Slot::Stopping) {
+      s.state = Slot::Stopping;
+      if (!ring_put(s.req, kStop, 0, 0, {})) kill_slot(s, Slot::Stop, "stop");
+      ring_bell(s.req.ctl);
     }
   }
-  return progress;
+  if (!any_alive) return true;
+  if (stop_deadline_ == 0) stop_deadline_ = now + 2'000'000'000;
+  if (now > stop_deadline_) {
+    for (auto& s : slots_)
+      if (s.state != Slot::Empty) kill_slot(s, Slot::Stop, "did not stop in time");
+  }
+  wake_in(50'000'000);
+  return false;
 }
 
 void ProcessTransport::io_loop() {

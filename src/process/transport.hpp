@@ -18,6 +18,7 @@
 
 #include <condition_variable>
 #include <deque>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -241,6 +242,8 @@ class ProcessTransport final : public observe::detail::PoolSource {
                      std::vector<ItemRef>& retry, Done& done);
   void submit_job(std::unique_ptr<Job> job);
   void handle_exit(Slot& s, const ExitStatus& es, Done& done);
+  void split_at_culprit(Slot& s, Job& j, std::size_t cur, const ExitStatus& es,
+                        std::vector<std::unique_ptr<Job>>& again, Done& done);
   void kill_slot(Slot& s, Slot::Kill why, std::string detail);
   void requeue_front(std::vector<std::unique_ptr<Job>>& jobs);
   std::unique_ptr<Job> sub_job(const Job& j, std::vector<ItemRef> items);
@@ -252,6 +255,10 @@ class ProcessTransport final : public observe::detail::PoolSource {
   void fail_item(Job& j, const ItemRef& it, std::exception_ptr e, Done& done);
   void item_done(Job& j, Done& done, std::size_t count = 1);
   bool step(Done& done, std::int64_t& wait_ns);
+  bool replace_workers(std::int64_t now, Done& done,
+                       const std::function<void(std::int64_t)>& wake_in);
+  void watch_running(std::int64_t now, const std::function<void(std::int64_t)>& wake_in);
+  bool stop_workers(std::int64_t now, const std::function<void(std::int64_t)>& wake_in);
   void io_loop();
   // Running average of job durations (as workers report them), steering prefetch.
   void note_job_time(std::int64_t ns) {
