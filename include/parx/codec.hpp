@@ -536,6 +536,9 @@ void Encoder::put(const T& v) {
 
 // ---- decoding ---------------------------------------------------------------------------------
 
+// One `if constexpr` arm per supported kind of type, in the same order as Encoder::put: longer
+// than a function should be, kept whole so that the two directions of the format read side by
+// side.
 template <class T>
 void Decoder::get(T& v) {
   using namespace detail;

@@ -176,42 +176,68 @@ ssize_t recv_msg(int fd, std::vector<std::byte>& buf, int& got_fd, int* got_fd2 
   _exit(code);  // never run the parent's atexit handlers or static destructors here
 }
 
-[[noreturn]] void server_main(int fd, pid_t parent) {
+// The server's state and its loop: requests from the parent (spawn, signal, watch a segment),
+// exits of its children, and the parent's death.
+class Server {
+ public:
+  Server(int fd, pid_t parent) : fd_(fd), parent_(parent) {}
+
+  [[noreturn]] void run() {
+    block_signals();
+    // Under load the server can start so late that the parent has already registered segments
+    // and died before PDEATHSIG was armed (no signal will come): clean up from the queued
+    // messages.
+    if (getppid() != parent_) parent_gone();
+    // After the parent died, stay only until the non-detached children are reaped.
+    while (parent_alive_ || children_.size() > detached_.size()) {
+      // Once the parent is gone only the children matter: stop watching the closed socket.
+      pollfd fds[2] = {{parent_alive_ ? fd_ : -1, POLLIN, 0}, {sig_fd_, POLLIN, 0}};
+      if (poll(fds, 2, parent_alive_ ? -1 : 100) < 0 && errno != EINTR) break;
+      if (fds[1].revents & POLLIN) read_signals();
+      reap();
+      if (parent_alive_ && (fds[0].revents & (POLLIN | POLLHUP | POLLERR))) serve_request();
+    }
+    _exit(0);
+  }
+
+ private:
   // The parent's death arrives as SIGTERM through the signalfd (not as SIGKILL), so the server
   // can still kill its children and unlink the parent's shared-memory segments: nothing leaks
   // even when the parent is SIGKILLed.
-  // Whatever the launcher left (a shell or test runner may start us with SIGTERM or SIGCHLD set to
-  // SIG_IGN): an ignored SIGTERM would be discarded even while blocked, and an ignored SIGCHLD
+  // Whatever the launcher left (a shell or test runner may start us with SIGTERM or SIGCHLD set
+  // to SIG_IGN): an ignored SIGTERM would be discarded even while blocked, and an ignored SIGCHLD
   // would auto-reap children, losing their exit status.
-  signal(SIGTERM, SIG_DFL);
-  signal(SIGCHLD, SIG_DFL);
-  sigset_t sigs;
-  sigemptyset(&sigs);
-  sigaddset(&sigs, SIGCHLD);
-  sigaddset(&sigs, SIGTERM);
-  sigprocmask(SIG_BLOCK, &sigs, nullptr);
-  const int sig_fd = signalfd(-1, &sigs, SFD_CLOEXEC | SFD_NONBLOCK);
-  prctl(PR_SET_PDEATHSIG, SIGTERM);
-  prctl(PR_SET_NAME, "parx-forksrv");
-  setpgid(0, 0);  // Ctrl-C at the terminal reaches the parent, which stops its pools in order
-  std::set<pid_t> children;
-  std::set<pid_t> detached;  // started with kDetached: they outlive the parent
-  std::set<std::string> segments;
-  auto watch = [&](const Header& h, const std::vector<std::byte>& msg, std::size_t n) {
+  void block_signals() {
+    signal(SIGTERM, SIG_DFL);
+    signal(SIGCHLD, SIG_DFL);
+    sigset_t sigs;
+    sigemptyset(&sigs);
+    sigaddset(&sigs, SIGCHLD);
+    sigaddset(&sigs, SIGTERM);
+    sigprocmask(SIG_BLOCK, &sigs, nullptr);
+    sig_fd_ = signalfd(-1, &sigs, SFD_CLOEXEC | SFD_NONBLOCK);
+    prctl(PR_SET_PDEATHSIG, SIGTERM);
+    prctl(PR_SET_NAME, "parx-forksrv");
+    setpgid(0, 0);  // Ctrl-C at the terminal reaches the parent, which stops its pools in order
+  }
+
+  void watch(const Header& h, const std::vector<std::byte>& msg, std::size_t n) {
     std::string name(reinterpret_cast<const char*>(msg.data()) + sizeof(Header),
                      n - sizeof(Header));
     if (h.kind == Msg::WatchShm) {
-      segments.insert(std::move(name));
+      segments_.insert(std::move(name));
     } else {
-      segments.erase(name);
+      segments_.erase(name);
     }
-  };
-  auto parent_gone = [&] {
+  }
+
+  void parent_gone() {
+    parent_alive_ = false;
     // Messages the parent sent before dying are still queued (a segment it registered a moment
     // before being killed): read them all before cleaning up. No new process is started.
     std::vector<std::byte> msg(sizeof(Header) + kInlineArgs);
     for (;;) {
-      const ssize_t n = recv(fd, msg.data(), msg.size(), MSG_DONTWAIT);
+      const ssize_t n = recv(fd_, msg.data(), msg.size(), MSG_DONTWAIT);
       if (n <= 0) break;
       if (static_cast<std::size_t>(n) < sizeof(Header)) continue;
       Header h;
@@ -219,94 +245,97 @@ ssize_t recv_msg(int fd, std::vector<std::byte>& buf, int& got_fd, int* got_fd2 
       if (h.kind == Msg::WatchShm || h.kind == Msg::UnwatchShm)
         watch(h, msg, static_cast<std::size_t>(n));
     }
-    for (pid_t c : children)
-      if (!detached.count(c)) kill(c, SIGKILL);
-    for (const auto& name : segments)
+    for (pid_t c : children_)
+      if (!detached_.count(c)) kill(c, SIGKILL);
+    for (const auto& name : segments_)
       shm_unlink(name.c_str());
-    segments.clear();
-  };
-
-  std::vector<std::byte> buf(sizeof(Header) + kInlineArgs);
-  bool parent_alive = true;
-  // Under load the server can start so late that the parent has already registered segments and
-  // died before PDEATHSIG was armed (no signal will come): clean up from the queued messages.
-  if (getppid() != parent) {
-    parent_alive = false;
-    parent_gone();
+    segments_.clear();
   }
-  // After the parent died, stay only until the non-detached children are reaped.
-  while (parent_alive || children.size() > detached.size()) {
-    // Once the parent is gone only the children matter: stop watching the closed socket.
-    pollfd fds[2] = {{parent_alive ? fd : -1, POLLIN, 0}, {sig_fd, POLLIN, 0}};
-    if (poll(fds, 2, parent_alive ? -1 : 100) < 0 && errno != EINTR) break;
-    if (fds[1].revents & POLLIN) {
-      signalfd_siginfo si;
-      while (read(sig_fd, &si, sizeof si) == sizeof si) {
-        if (si.ssi_signo == SIGTERM && parent_alive) {
-          parent_alive = false;
-          parent_gone();
-        }
-      }
-    }
-    // Reap every exited child and report it.
+
+  void read_signals() {
+    signalfd_siginfo si;
+    while (read(sig_fd_, &si, sizeof si) == sizeof si)
+      if (si.ssi_signo == SIGTERM && parent_alive_) parent_gone();
+  }
+
+  // Reaps every exited child and reports it.
+  void reap() {
     for (;;) {
       int status = 0;
       const pid_t p = waitpid(-1, &status, WNOHANG);
       if (p <= 0) break;
-      children.erase(p);
-      detached.erase(p);
-      if (parent_alive) {
+      children_.erase(p);
+      detached_.erase(p);
+      if (parent_alive_) {
         Header x{Msg::Exited, 0, 0, 0, status, p, 0};
-        send_msg(fd, x, {});
-      }
-    }
-    if (!parent_alive) continue;
-    if (fds[0].revents & (POLLIN | POLLHUP | POLLERR)) {
-      int got_fd = -1, got_fd2 = -1;
-      const ssize_t n = recv_msg(fd, buf, got_fd, &got_fd2);
-      if (n <= 0) {  // the parent is gone: nothing may outlive it
-        parent_alive = false;
-        parent_gone();
-        continue;
-      }
-      if (static_cast<std::size_t>(n) < sizeof(Header)) continue;
-      Header h;
-      std::memcpy(&h, buf.data(), sizeof h);
-      if (h.kind == Msg::Spawn) {
-        std::vector<std::byte> args(buf.begin() + sizeof(Header), buf.begin() + n);
-        // The fds arrive in order: the arguments' memfd (if any), then the channel (if any).
-        int args_fd = -1, chan_fd = -1;
-        if (h.flags & kArgsInFd) {
-          args_fd = got_fd;
-          if (h.flags & kChannelFd) chan_fd = got_fd2;
-        } else if (h.flags & kChannelFd) {
-          chan_fd = got_fd;
-        }
-        const pid_t self = getpid();
-        const pid_t child = fork();
-        if (child == 0) run_child(fd, sig_fd, h, std::move(args), args_fd, chan_fd, self);
-        if (got_fd >= 0) close(got_fd);
-        if (got_fd2 >= 0) close(got_fd2);
-        if (child > 0) {
-          children.insert(child);
-          if (h.flags & kDetached) detached.insert(child);
-        }
-        Header r{Msg::Spawned, 0, h.request, 0, child > 0 ? child : -errno, child, 0};
-        send_msg(fd, r, {});
-      } else if (h.kind == Msg::WatchShm || h.kind == Msg::UnwatchShm) {
-        watch(h, buf, static_cast<std::size_t>(n));
-      } else if (h.kind == Msg::Signal) {
-        if (children.count(static_cast<pid_t>(h.pid)))
-          kill(static_cast<pid_t>(h.pid), static_cast<int>(h.value));
-        if (got_fd >= 0) close(got_fd);
-        if (got_fd2 >= 0) close(got_fd2);
-      } else {
-        if (got_fd >= 0) close(got_fd);
-        if (got_fd2 >= 0) close(got_fd2);
+        send_msg(fd_, x, {});
       }
     }
   }
-  _exit(0);
+
+  void serve_request() {
+    int got_fd = -1, got_fd2 = -1;
+    const ssize_t n = recv_msg(fd_, buf_, got_fd, &got_fd2);
+    if (n <= 0) {  // the parent is gone: nothing may outlive it
+      parent_gone();
+      return;
+    }
+    auto close_fds = [&] {
+      if (got_fd >= 0) close(got_fd);
+      if (got_fd2 >= 0) close(got_fd2);
+    };
+    if (static_cast<std::size_t>(n) < sizeof(Header)) {
+      close_fds();
+      return;
+    }
+    Header h;
+    std::memcpy(&h, buf_.data(), sizeof h);
+    if (h.kind == Msg::Spawn) {
+      spawn(h, static_cast<std::size_t>(n), got_fd, got_fd2);
+      close_fds();
+    } else if (h.kind == Msg::WatchShm || h.kind == Msg::UnwatchShm) {
+      watch(h, buf_, static_cast<std::size_t>(n));
+      close_fds();
+    } else {
+      if (h.kind == Msg::Signal && children_.count(static_cast<pid_t>(h.pid)))
+        kill(static_cast<pid_t>(h.pid), static_cast<int>(h.value));
+      close_fds();
+    }
+  }
+
+  void spawn(const Header& h, std::size_t n, int got_fd, int got_fd2) {
+    std::vector<std::byte> args(buf_.begin() + sizeof(Header), buf_.begin() + n);
+    // The fds arrive in order: the arguments' memfd (if any), then the channel (if any).
+    int args_fd = -1, chan_fd = -1;
+    if (h.flags & kArgsInFd) {
+      args_fd = got_fd;
+      if (h.flags & kChannelFd) chan_fd = got_fd2;
+    } else if (h.flags & kChannelFd) {
+      chan_fd = got_fd;
+    }
+    const pid_t self = getpid();
+    const pid_t child = fork();
+    if (child == 0) run_child(fd_, sig_fd_, h, std::move(args), args_fd, chan_fd, self);
+    if (child > 0) {
+      children_.insert(child);
+      if (h.flags & kDetached) detached_.insert(child);
+    }
+    Header r{Msg::Spawned, 0, h.request, 0, child > 0 ? child : -errno, child, 0};
+    send_msg(fd_, r, {});
+  }
+
+  const int fd_;
+  const pid_t parent_;
+  int sig_fd_ = -1;
+  bool parent_alive_ = true;
+  std::set<pid_t> children_;
+  std::set<pid_t> detached_;  // started with kDetached: they outlive the parent
+  std::set<std::string> segments_;
+  std::vector<std::byte> buf_ = std::vector<std::byte>(sizeof(Header) + kInlineArgs);
+};
+
+[[noreturn]] void server_main(int fd, pid_t parent) {
+  Server(fd, parent).run();
 }
 
 }  // namespace

@@ -270,89 +270,105 @@ std::string pool_title(const std::string& kind, std::uint64_t id) {
   return k + " " + std::to_string(id);
 }
 
-}  // namespace
+// Turns the recorded events into Chrome-trace JSON: one pass over the records, then the task
+// slices (laid out in lanes per worker), then the track names. Times are µs from `t0`.
+class TraceBuilder {
+ public:
+  using json = nlohmann::json;
 
-nlohmann::json TraceRecorder::Impl::build() const {
-  using nlohmann::json;
-  const std::vector<Rec> rs = records();
-  json events = json::array();
+  explicit TraceBuilder(std::int64_t t0) : t0_(t0) {}
+
+  json build(const std::vector<Rec>& rs) {
+    for (const Rec& r : rs)
+      scan(r);
+    lay_out_slices();
+    name_tracks();
+    json out;
+    out["traceEvents"] = std::move(events_);
+    out["displayTimeUnit"] = "ms";
+    out["otherData"] = {{"producer", "parx"},
+                        {"version", PARX_VERSION_STRING},
+                        {"start_us", first_ < 0 ? 0.0 : us(first_)},
+                        {"end_us", last_ < 0 ? 0.0 : us(last_)}};
+    return out;
+  }
+
+ private:
   struct Task {
     const Rec* queued = nullptr;
     const Rec* started = nullptr;
     const Rec* ended = nullptr;
   };
-  std::map<std::pair<std::uint64_t, std::uint64_t>, Task> tasks;  // (exec, task)
-  std::map<std::uint64_t, std::string> pool_kind;
   struct WorkerInfo {
     std::int64_t pid = 0;
     std::int32_t rank = -1;
     const std::string* host = nullptr;
     int starts = 0;
   };
-  std::map<std::pair<std::uint64_t, std::int32_t>, WorkerInfo> workers;
-  std::int64_t first = -1, last = -1;
-  const pid_t self = getpid();
-
-  for (const Rec& r : rs) {
-    pool_kind.emplace(r.exec, str(r.ekind));
-    if (first < 0 || r.t < first) first = r.t;
-    last = std::max(last, r.t);
-    if (r.worker >= 0) {
-      WorkerInfo& w = workers[{r.exec, r.worker}];
-      if (r.pid()) w.pid = r.pid();
-      if (r.rank() >= 0) w.rank = r.rank();
-      if (r.host()) w.host = r.host();
-    }
-    auto instant = [&](const char* name, const char* cat, json args) {
-      events.push_back({{"ph", "i"},
-                        {"s", "t"},
-                        {"cat", cat},
-                        {"name", name},
-                        {"pid", r.exec},
-                        {"tid", r.worker >= 0 ? r.worker + 1 : 0},
-                        {"ts", us(r.t)},
-                        {"args", std::move(args)}});
-    };
-    switch (r.kind) {
-      case EK::TaskQueued:
-        tasks[{r.exec, r.task}].queued = &r;
-        break;
-      case EK::TaskStarted:
-        tasks[{r.exec, r.task}].started = &r;
-        break;
-      case EK::TaskFinished:
-      case EK::TaskFailed:
-        tasks[{r.exec, r.task}].ended = &r;
-        break;
-      case EK::TaskCancelled:
-        instant("task cancelled", "task", {{"task", r.task}});
-        break;
-      case EK::TaskRetried:
-        instant("task retried", "task", {{"task", r.task}});
-        break;
-      case EK::WorkerStarted: {
-        WorkerInfo& w = workers[{r.exec, r.worker}];
-        instant(w.starts++ ? "worker restarted" : "worker started", "worker", {{"pid", r.pid()}});
-        break;
-      }
-      case EK::WorkerStopped:
-        instant("worker stopped", "worker", {{"pid", r.pid()}});
-        break;
-      case EK::WorkerCrashed:
-        instant("worker crashed", "worker", {{"pid", r.pid()}, {"how", str(r.detail())}});
-        break;
-    }
-  }
-
-  // Task slices, laid out in lanes per worker so overlapping ones (a rank with several slots)
-  // never share a track.
   struct Slice {
     double ts, dur;
     json ev;
   };
-  std::map<std::pair<std::uint64_t, std::int32_t>, std::vector<Slice>> per_worker;
-  for (auto& [key, tk] : tasks) {
-    if (!tk.ended) continue;
+  using WorkerKey = std::pair<std::uint64_t, std::int32_t>;  // (exec, worker)
+
+  double us(std::int64_t t) const { return static_cast<double>(t - t0_) / 1000.0; }
+
+  void instant(const Rec& r, const char* name, const char* cat, json args) {
+    events_.push_back({{"ph", "i"},
+                       {"s", "t"},
+                       {"cat", cat},
+                       {"name", name},
+                       {"pid", r.exec},
+                       {"tid", r.worker >= 0 ? r.worker + 1 : 0},
+                       {"ts", us(r.t)},
+                       {"args", std::move(args)}});
+  }
+
+  // One record: tasks are gathered by id, markers become instant events.
+  void scan(const Rec& r) {
+    pool_kind_.emplace(r.exec, str(r.ekind));
+    if (first_ < 0 || r.t < first_) first_ = r.t;
+    last_ = std::max(last_, r.t);
+    if (r.worker >= 0) {
+      WorkerInfo& w = workers_[{r.exec, r.worker}];
+      if (r.pid()) w.pid = r.pid();
+      if (r.rank() >= 0) w.rank = r.rank();
+      if (r.host()) w.host = r.host();
+    }
+    switch (r.kind) {
+      case EK::TaskQueued:
+        tasks_[{r.exec, r.task}].queued = &r;
+        break;
+      case EK::TaskStarted:
+        tasks_[{r.exec, r.task}].started = &r;
+        break;
+      case EK::TaskFinished:
+      case EK::TaskFailed:
+        tasks_[{r.exec, r.task}].ended = &r;
+        break;
+      case EK::TaskCancelled:
+        instant(r, "task cancelled", "task", {{"task", r.task}});
+        break;
+      case EK::TaskRetried:
+        instant(r, "task retried", "task", {{"task", r.task}});
+        break;
+      case EK::WorkerStarted: {
+        WorkerInfo& w = workers_[{r.exec, r.worker}];
+        instant(r, w.starts++ ? "worker restarted" : "worker started", "worker",
+                {{"pid", r.pid()}});
+        break;
+      }
+      case EK::WorkerStopped:
+        instant(r, "worker stopped", "worker", {{"pid", r.pid()}});
+        break;
+      case EK::WorkerCrashed:
+        instant(r, "worker crashed", "worker", {{"pid", r.pid()}, {"how", str(r.detail())}});
+        break;
+    }
+  }
+
+  // The slice of an ended task, and its wait in the queue as an async slice.
+  void task_slice(const Task& tk, std::map<WorkerKey, std::vector<Slice>>& per_worker) {
     const Rec& e = *tk.ended;
     std::int64_t start = tk.started ? tk.started->t : e.t;
     if (e.dur() > 0 && e.t - e.dur() > start) start = e.t - e.dur();  // the worker's own measure
@@ -370,8 +386,8 @@ nlohmann::json TraceRecorder::Impl::build() const {
       json en = b;
       en["ph"] = "e";
       en["ts"] = us(tk.started ? tk.started->t : start);
-      events.push_back(std::move(b));
-      events.push_back(std::move(en));
+      events_.push_back(std::move(b));
+      events_.push_back(std::move(en));
     }
     const std::string* name = e.name ? e.name : (tk.queued ? tk.queued->name : nullptr);
     per_worker[{e.exec, worker}].push_back({us(start), static_cast<double>(e.t - start) / 1000.0,
@@ -381,68 +397,83 @@ nlohmann::json TraceRecorder::Impl::build() const {
                                                  {"pid", e.exec},
                                                  {"args", std::move(args)}}});
   }
-  std::map<std::pair<std::uint64_t, std::int32_t>, int> lanes_used;
-  for (auto& [key, slices] : per_worker) {
-    std::sort(slices.begin(), slices.end(),
-              [](const Slice& a, const Slice& b) { return a.ts < b.ts; });
-    std::vector<double> lane_end;
-    for (Slice& s : slices) {
-      std::size_t lane = 0;
-      while (lane < lane_end.size() && lane_end[lane] > s.ts + 1e-3)
-        ++lane;
-      if (lane == lane_end.size()) lane_end.push_back(0);
-      lane_end[lane] = s.ts + s.dur;
-      const int tid = key.second < 0 ? 0 : (key.second + 1) + static_cast<int>(lane) * 100000;
-      s.ev["tid"] = tid;
-      s.ev["ts"] = s.ts;
-      s.ev["dur"] = s.dur;
-      events.push_back(std::move(s.ev));
+
+  // Task slices in lanes per worker, so overlapping ones (a rank with several slots) never
+  // share a track.
+  void lay_out_slices() {
+    std::map<WorkerKey, std::vector<Slice>> per_worker;
+    for (auto& [key, tk] : tasks_)
+      if (tk.ended) task_slice(tk, per_worker);
+    for (auto& [key, slices] : per_worker) {
+      std::sort(slices.begin(), slices.end(),
+                [](const Slice& a, const Slice& b) { return a.ts < b.ts; });
+      std::vector<double> lane_end;
+      for (Slice& sl : slices) {
+        std::size_t lane = 0;
+        while (lane < lane_end.size() && lane_end[lane] > sl.ts + 1e-3)
+          ++lane;
+        if (lane == lane_end.size()) lane_end.push_back(0);
+        lane_end[lane] = sl.ts + sl.dur;
+        const int tid = key.second < 0 ? 0 : (key.second + 1) + static_cast<int>(lane) * 100000;
+        sl.ev["tid"] = tid;
+        sl.ev["ts"] = sl.ts;
+        sl.ev["dur"] = sl.dur;
+        events_.push_back(std::move(sl.ev));
+      }
+      lanes_used_[key] = static_cast<int>(lane_end.size());
     }
-    lanes_used[key] = static_cast<int>(lane_end.size());
   }
 
-  // Track names.
-  for (auto& [exec, kind] : pool_kind) {
-    events.push_back({{"ph", "M"},
-                      {"name", "process_name"},
-                      {"pid", exec},
-                      {"args", {{"name", pool_title(kind, exec)}}}});
-    events.push_back({{"ph", "M"},
-                      {"name", "thread_name"},
-                      {"pid", exec},
-                      {"tid", 0},
-                      {"args", {{"name", "queue"}}}});
-  }
-  for (auto& [key, w] : workers) {
-    const std::string& kind = pool_kind[key.first];
-    std::string label;
-    if (kind == "cluster") {
-      label = "rank " + std::to_string(w.rank >= 0 ? w.rank : key.second);
-      if (w.host) label += " · " + *w.host;
-      if (w.pid) label += " · pid " + std::to_string(w.pid);
-    } else {
-      label = "worker " + std::to_string(key.second) + " · pid " +
-              std::to_string(w.pid ? w.pid : static_cast<std::int64_t>(self));
-      if (w.host) label += " · " + *w.host;
+  void name_tracks() {
+    const pid_t self = getpid();
+    for (auto& [exec, kind] : pool_kind_) {
+      events_.push_back({{"ph", "M"},
+                         {"name", "process_name"},
+                         {"pid", exec},
+                         {"args", {{"name", pool_title(kind, exec)}}}});
+      events_.push_back({{"ph", "M"},
+                         {"name", "thread_name"},
+                         {"pid", exec},
+                         {"tid", 0},
+                         {"args", {{"name", "queue"}}}});
     }
-    const int lanes = std::max(lanes_used[key], 1);
-    for (int lane = 0; lane < lanes; ++lane)
-      events.push_back(
-          {{"ph", "M"},
-           {"name", "thread_name"},
-           {"pid", key.first},
-           {"tid", (key.second + 1) + lane * 100000},
-           {"args", {{"name", lanes > 1 ? label + " · slot " + std::to_string(lane) : label}}}});
+    for (auto& [key, w] : workers_) {
+      const std::string& kind = pool_kind_[key.first];
+      std::string label;
+      if (kind == "cluster") {
+        label = "rank " + std::to_string(w.rank >= 0 ? w.rank : key.second);
+        if (w.host) label += " · " + *w.host;
+        if (w.pid) label += " · pid " + std::to_string(w.pid);
+      } else {
+        label = "worker " + std::to_string(key.second) + " · pid " +
+                std::to_string(w.pid ? w.pid : static_cast<std::int64_t>(self));
+        if (w.host) label += " · " + *w.host;
+      }
+      const int lanes = std::max(lanes_used_[key], 1);
+      for (int lane = 0; lane < lanes; ++lane)
+        events_.push_back(
+            {{"ph", "M"},
+             {"name", "thread_name"},
+             {"pid", key.first},
+             {"tid", (key.second + 1) + lane * 100000},
+             {"args", {{"name", lanes > 1 ? label + " · slot " + std::to_string(lane) : label}}}});
+    }
   }
 
-  json out;
-  out["traceEvents"] = std::move(events);
-  out["displayTimeUnit"] = "ms";
-  out["otherData"] = {{"producer", "parx"},
-                      {"version", PARX_VERSION_STRING},
-                      {"start_us", first < 0 ? 0.0 : us(first)},
-                      {"end_us", last < 0 ? 0.0 : us(last)}};
-  return out;
+  const std::int64_t t0_;
+  json events_ = json::array();
+  std::map<std::pair<std::uint64_t, std::uint64_t>, Task> tasks_;  // (exec, task)
+  std::map<std::uint64_t, std::string> pool_kind_;
+  std::map<WorkerKey, WorkerInfo> workers_;
+  std::map<WorkerKey, int> lanes_used_;
+  std::int64_t first_ = -1, last_ = -1;
+};
+
+}  // namespace
+
+nlohmann::json TraceRecorder::Impl::build() const {
+  const std::vector<Rec> rs = records();
+  return TraceBuilder(t0).build(rs);
 }
 
 bool TraceRecorder::Impl::write() const {

@@ -41,7 +41,8 @@ template <class T>
 inline constexpr bool reflectable_v =
     std::is_aggregate_v<T> && !std::is_array_v<T> && member_count<T>() <= 24;
 
-// A tuple of references to the members of aggregate `t`, in declaration order.
+// A tuple of references to the members of aggregate `t`, in declaration order. One structured
+// binding per member count up to 24: a mechanical ladder, long by nature.
 template <class T>
 constexpr auto tie_members(T& t) {
   constexpr std::size_t N = member_count<std::remove_cv_t<T>>();
