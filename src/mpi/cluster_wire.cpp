@@ -37,6 +37,11 @@ Trailer read_trailer(std::span<const std::byte> msg, std::uint16_t kind, int fro
 Bytes take_body(Bytes&& msg, const Trailer& t, int from) {
   msg.resize(msg.size() - sizeof(Trailer));
   if (!(t.flags & kFlagZstd)) return std::move(msg);
+  // The frame states its size too: both must agree before anything is allocated.
+  const unsigned long long framed = ZSTD_getFrameContentSize(msg.data(), msg.size());
+  if (framed != t.raw_size)
+    throw SerializationError("a compressed message from rank " + std::to_string(from) +
+                             " whose frame does not state the size its trailer claims");
   Bytes raw(t.raw_size);
   const std::size_t got = ZSTD_decompress(raw.data(), raw.size(), msg.data(), msg.size());
   if (ZSTD_isError(got) || got != t.raw_size)
