@@ -7,11 +7,12 @@ set(PARX_LAYERS core observe durable thread ipc engine process mpi aio init)
 
 set(PARX_LAYER_core_HEADERS
     errors.hpp future.hpp when.hpp executor.hpp range.hpp version.hpp codec.hpp remote.hpp log.hpp
+    detail/function_name.hpp
     detail/reflect.hpp detail/sync.hpp detail/task.hpp observe/events.hpp observe/metrics.hpp)
 set(PARX_LAYER_observe_HEADERS
     observe/trace.hpp observe/trace_summary.hpp observe/dashboard.hpp detail/progress.hpp)
 set(PARX_LAYER_durable_HEADERS memory.hpp detail/journal.hpp)
-set(PARX_LAYER_thread_HEADERS thread_pool.hpp task_group.hpp detail/map_stream.hpp)
+set(PARX_LAYER_thread_HEADERS thread_pool.hpp task_group.hpp checkpoint.hpp detail/map_stream.hpp)
 set(PARX_LAYER_ipc_HEADERS
     shared_memory.hpp shared_value.hpp queue.hpp pipe.hpp lock.hpp condition.hpp event.hpp
     barrier.hpp process.hpp)

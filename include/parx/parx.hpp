@@ -12,6 +12,7 @@
 #pragma once
 
 #include "parx/barrier.hpp"
+#include "parx/checkpoint.hpp"
 #include "parx/cluster_pool.hpp"
 #include "parx/codec.hpp"
 #include "parx/condition.hpp"

@@ -41,6 +41,7 @@
 #include <vector>
 
 #include "parx/codec.hpp"
+#include "parx/detail/function_name.hpp"
 #include "parx/errors.hpp"
 
 namespace parx {
@@ -172,11 +173,6 @@ class Registration {
 // Lookups (thread-safe). nullptr when nothing is registered under the id / for the pointer.
 const RemoteEntry* find_remote(FunctionId id) noexcept;
 const RemoteEntry* find_remote_by_pointer(const void* fn) noexcept;
-// The registered name of function `fn` (valid for the program's life), or nullptr.
-inline const char* registered_name(const void* fn) noexcept {
-  const RemoteEntry* e = find_remote_by_pointer(fn);
-  return e ? e->name.c_str() : nullptr;
-}
 
 // A readable name for a function pointer that may not be registered (symbol lookup, demangled).
 std::string describe_function(const void* fn);

@@ -55,6 +55,7 @@
 #include "parx/executor.hpp"
 #include "parx/future.hpp"
 #include "parx/observe/metrics.hpp"
+#include "parx/range.hpp"
 
 namespace parx {
 
@@ -115,20 +116,21 @@ class ThreadPool {
   }
 
   // f over every input, results in input order. Returns void if f returns void.
-  template <class F, std::ranges::input_range R>
+  // (J: the checkpoint journal, chosen at the call: see parx/checkpoint.hpp.)
+  template <class F, std::ranges::input_range R, class J = detail::journal_for<F>>
   auto map(F&& f, R&& inputs, const MapOptions& opts = {});
   // f(args...) for each tuple of args (Pool.starmap).
-  template <class F, std::ranges::input_range R>
+  template <class F, std::ranges::input_range R, class J = detail::journal_for<F>>
   auto starmap(F&& f, R&& inputs, const MapOptions& opts = {});
   // Lazy ordered map (opts.ordered = false gives completion order). An lvalue input is
   // referenced, not copied: keep it alive while iterating.
-  template <class F, std::ranges::input_range R>
+  template <class F, std::ranges::input_range R, class J = detail::journal_for<F>>
   auto imap(F&& f, R&& inputs, const MapOptions& opts = {});
-  template <class F, std::ranges::input_range R>
+  template <class F, std::ranges::input_range R, class J = detail::journal_for<F>>
   auto imap_unordered(F&& f, R&& inputs, const MapOptions& opts = {}) {
     MapOptions o = opts;
     o.ordered = false;
-    return imap(std::forward<F>(f), std::forward<R>(inputs), o);
+    return imap<F, R, J>(std::forward<F>(f), std::forward<R>(inputs), o);
   }
 
   // f(i) for i in [first, last), or f(b, e) per block if f takes two indices. `grain`: items per
@@ -138,7 +140,7 @@ class ThreadPool {
 
  private:
   // map through the chunked engine (lazy inputs, progress, checkpoint).
-  template <class R, class F, std::ranges::input_range Rg>
+  template <class R, class J, class F, std::ranges::input_range Rg>
   auto map_chunked(F&& f, Rg&& inputs, const MapOptions& opts);
 
  public:
@@ -296,7 +298,7 @@ struct Slot {
 };
 }  // namespace detail
 
-template <class F, std::ranges::input_range Rg>
+template <class F, std::ranges::input_range Rg, class J>
 auto ThreadPool::map(F&& f, Rg&& inputs, const MapOptions& opts) {
   using In = std::ranges::range_reference_t<Rg>;
   using R = std::invoke_result_t<F&, In>;
@@ -310,7 +312,7 @@ auto ThreadPool::map(F&& f, Rg&& inputs, const MapOptions& opts) {
     // Observed maps (progress, checkpoint, or anyone listening to events: a trace, the
     // dashboard) run as chunk tasks, so they show up task by task.
     if (detail::map_observed(opts) || observe::active())
-      return map_chunked<R>(std::forward<F>(f), std::forward<Rg>(inputs), opts);
+      return map_chunked<R, J>(std::forward<F>(f), std::forward<Rg>(inputs), opts);
     const std::int64_t n = static_cast<std::int64_t>(std::ranges::size(inputs));
     auto first = std::ranges::begin(inputs);
     if constexpr (std::is_void_v<R>) {
@@ -349,11 +351,11 @@ auto ThreadPool::map(F&& f, Rg&& inputs, const MapOptions& opts) {
       return out;
     }
   } else {
-    return map_chunked<R>(std::forward<F>(f), std::forward<Rg>(inputs), opts);
+    return map_chunked<R, J>(std::forward<F>(f), std::forward<Rg>(inputs), opts);
   }
 }
 
-template <class R, class F, std::ranges::input_range Rg>
+template <class R, class J, class F, std::ranges::input_range Rg>
 auto ThreadPool::map_chunked(F&& f, Rg&& inputs, const MapOptions& opts) {
   MapOptions o = opts;
   o.ordered = true;
@@ -361,7 +363,7 @@ auto ThreadPool::map_chunked(F&& f, Rg&& inputs, const MapOptions& opts) {
   // which collects the chunks, then takes almost no core from the workers, and a progress bar or
   // a trace still sees a thousand chunks a second.
   if (!o.target_chunk_us) o.target_chunk_us = 1000;
-  auto stream = imap(std::forward<F>(f), std::forward<Rg>(inputs), o);
+  auto stream = imap<F, Rg, J>(std::forward<F>(f), std::forward<Rg>(inputs), o);
   if constexpr (std::is_void_v<R>) {
     while (stream.next()) {
     }
@@ -371,17 +373,17 @@ auto ThreadPool::map_chunked(F&& f, Rg&& inputs, const MapOptions& opts) {
   }
 }
 
-template <class F, std::ranges::input_range Rg>
+template <class F, std::ranges::input_range Rg, class J>
 auto ThreadPool::starmap(F&& f, Rg&& inputs, const MapOptions& opts) {
-  return map([g = std::forward<F>(f)](auto&& tup) mutable { return std::apply(g, tup); },
-             std::forward<Rg>(inputs), opts);
+  auto g = [g = std::forward<F>(f)](auto&& tup) mutable { return std::apply(g, tup); };
+  return map<decltype(g), Rg, J>(std::move(g), std::forward<Rg>(inputs), opts);
 }
 
-template <class F, std::ranges::input_range Rg>
+template <class F, std::ranges::input_range Rg, class J>
 auto ThreadPool::imap(F&& f, Rg&& inputs, const MapOptions& opts) {
   using View = std::views::all_t<Rg>;
   using Fn = std::decay_t<F>;
-  using Stream = detail::MapStream<ThreadPool, View, Fn>;
+  using Stream = detail::MapStream<ThreadPool, View, Fn, J>;
   auto fn = std::make_shared<Fn>(std::forward<F>(f));
   return MapRange<Stream>(std::make_unique<Stream>(*this, std::views::all(std::forward<Rg>(inputs)),
                                                    std::move(fn), opts, 100));

@@ -1,6 +1,8 @@
 // Out-of-line parts of parx/errors.hpp: message formatting and exception introspection.
 #include "parx/errors.hpp"
 
+#include "parx/detail/function_name.hpp"
+
 #include <cxxabi.h>
 
 #include <cstdlib>
@@ -24,14 +26,14 @@ std::string summarise(const TaskErrorInfo& i) {
   return s + where;
 }
 
-std::string demangle(const char* name) {
+}  // namespace
+
+std::string detail::demangle(const char* name) {
   int status = 0;
   std::unique_ptr<char, void (*)(void*)> out(abi::__cxa_demangle(name, nullptr, nullptr, &status),
                                              std::free);
   return status == 0 && out ? std::string(out.get()) : std::string(name);
 }
-
-}  // namespace
 
 TaskError::TaskError(TaskErrorInfo info) : Error(summarise(info)), info_(std::move(info)) {}
 
@@ -52,10 +54,10 @@ std::string exception_type_name(const std::exception_ptr& e) {
   try {
     std::rethrow_exception(e);
   } catch (const std::exception& ex) {
-    return demangle(typeid(ex).name());
+    return detail::demangle(typeid(ex).name());
   } catch (...) {
     const std::type_info* t = abi::__cxa_current_exception_type();
-    return t ? demangle(t->name()) : "unknown";
+    return t ? detail::demangle(t->name()) : "unknown";
   }
 }
 

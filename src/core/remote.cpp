@@ -83,6 +83,11 @@ std::string describe_function(const void* fn) {
   return buf;
 }
 
+const char* registered_name(const void* fn) noexcept {
+  const RemoteEntry* e = find_remote_by_pointer(fn);
+  return e ? e->name.c_str() : nullptr;
+}
+
 }  // namespace detail
 
 void check_remote_registry() {

@@ -28,11 +28,10 @@
 #include <string>
 #include <typeinfo>
 
-#include "parx/codec.hpp"
-#include "parx/detail/journal.hpp"
+#include "parx/detail/function_name.hpp"
 #include "parx/detail/progress.hpp"
+#include "parx/errors.hpp"
 #include "parx/executor.hpp"
-#include "parx/remote.hpp"
 #include "parx/when.hpp"
 
 namespace parx::detail {
@@ -68,9 +67,8 @@ struct ChunkResult {
 template <class F>
 std::string function_label(const F& f) {
   if constexpr (std::is_pointer_v<F> && std::is_function_v<std::remove_pointer_t<F>>) {
-    if (const RemoteEntry* e = find_remote_by_pointer(reinterpret_cast<const void*>(f)))
-      return e->name;
-    return {};
+    const char* name = registered_name(reinterpret_cast<const void*>(f));
+    return name ? name : std::string();
   } else if constexpr (requires { f.fn; }) {
     return function_label(f.fn);
   } else {
@@ -102,7 +100,47 @@ ChunkResult<R> run_chunk(F& f, std::vector<In>& items) {
   return out;
 }
 
-template <class Ex, class View, class F>
+// The checkpoint journal of one map of In to R (MapOptions::checkpoint), seen from the map
+// engine. The engine itself knows no codec: parx/checkpoint.hpp defines the journal, whose
+// inputs and results the codec encodes.
+template <class In, class R>
+class MapCheckpoint {
+ public:
+  virtual ~MapCheckpoint() = default;
+  // For items [first, first + n): each input's hash, and the recorded result of those that have
+  // one (their input checked against it). Throws CheckpointError for a result that was recorded
+  // for another input, or that does not decode.
+  virtual void lookup(const std::vector<In>& items, std::size_t first,
+                      std::vector<std::uint64_t>& hashes, std::vector<std::optional<R>>& found) = 0;
+  // Appends a finished chunk's results (not its failed items); never throws.
+  virtual void record(const ChunkResult<R>& cr, std::size_t first,
+                      const std::vector<std::uint64_t>& hashes) noexcept = 0;
+  // Syncs; returns why the journal stopped recording, empty if it did not.
+  virtual std::string close() = 0;
+};
+
+// Which journal a map gets, chosen at each call of a pool's map (a template argument, so that
+// files that see different choices make different functions): `journal_for<F>` finds, by
+// argument-dependent lookup at the call, the `journal_policy` overload parx/checkpoint.hpp
+// declares (CodecJournal) or this fallback, which refuses a checkpoint with an error saying what
+// to include. A map never runs without the journal it was asked for.
+struct NoJournal {
+  template <class In, class R>
+  static std::unique_ptr<MapCheckpoint<In, R>> open(const MapOptions&, const std::string&) {
+    throw InvalidArgument(
+        "checkpoint: this map of " + demangle(typeid(In).name()) + " to " +
+        demangle(typeid(R).name()) +
+        " was compiled without the checkpoint journal: #include <parx/checkpoint.hpp> (or "
+        "<parx/parx.hpp>) before the map is called");
+  }
+};
+template <class T>
+struct JournalTag {};
+NoJournal journal_policy(...);
+template <class F>
+using journal_for = decltype(journal_policy(JournalTag<F>{}));
+
+template <class Ex, class View, class F, class J = NoJournal>
 class MapStream {
  public:
   using In = std::ranges::range_value_t<View>;
@@ -128,19 +166,11 @@ class MapStream {
       total = static_cast<std::size_t>(std::ranges::size(view_));
     monitor_ = MapMonitor::start(opts_, total, name_);
     if (!opts_.checkpoint.empty()) {
-      if constexpr (is_encodable_v<In> && is_encodable_v<R>) {
-        journal_ = std::make_shared<Journal>(
-            opts_.checkpoint,
-            "fn=" + (fn.empty() ? std::string(typeid(F).name()) : fn) +
-                "; in=" + typeid(In).name() + "; out=" + typeid(R).name() +
-                "; n=" + (std::ranges::sized_range<View> ? std::to_string(total) : "unsized"),
-            opts_.checkpoint_sync);
-      } else {
-        throw InvalidArgument(
-            "checkpoint: the map's inputs and results must be encodable by parx::codec to be "
-            "journaled (input " +
-            std::string(typeid(In).name()) + ", result " + typeid(R).name() + ")");
-      }
+      journal_ = J::template open<In, R>(opts_, "fn=" + (fn.empty() ? std::string(typeid(F).name()) : fn) +
+                                 "; in=" + typeid(In).name() + "; out=" + typeid(R).name() +
+                                 "; n=" +
+                                 (std::ranges::sized_range<View> ? std::to_string(total)
+                                                                 : "unsized"));
     }
   }
 
@@ -250,7 +280,7 @@ class MapStream {
       if (st == StateBase::kValue) {
         CR cr = src->take();
         if (mon) mon->ended(cr.size(), cr.errors.size());
-        if (jr) journal_chunk(*jr, cr, first, *hashes);
+        if (jr) jr->record(cr, first, *hashes);
         out->set_value(std::move(cr));
       } else if (st == StateBase::kError) {
         out->set_exception(src->exception());
@@ -261,45 +291,10 @@ class MapStream {
     return outf;
   }
 
-  static void journal_chunk(Journal& jr, const CR& cr, std::size_t first,
-                            const std::vector<std::uint64_t>& hashes) noexcept {
-    if constexpr (is_encodable_v<In> && is_encodable_v<R>) {
-      try {
-        std::vector<Bytes> enc;  // reserved: records point into its elements
-        std::vector<Journal::Record> recs;
-        enc.reserve(cr.size());
-        recs.reserve(cr.size());
-        std::size_t e = 0;
-        for (std::size_t i = 0; i < cr.size(); ++i) {
-          if (e < cr.errors.size() && cr.errors[e].first == i) {
-            ++e;  // failed items are not journaled: a re-run tries them again
-            continue;
-          }
-          enc.push_back(encode(cr.peek(i)));
-          recs.push_back({first + i, hashes[i], enc.back()});
-        }
-        jr.append(recs);
-      } catch (...) {
-        // Encoding a result failed (out of memory): the item is simply not journaled.
-      }
-    }
-  }
-
-  // Results of items [first, first + count) restored from the journal, as a ready chunk.
-  Future<CR> restored_chunk(const std::vector<const std::vector<std::byte>*>& found) {
+  // Results restored from the journal, as a ready chunk.
+  static Future<CR> restored_chunk(std::vector<std::optional<R>> run) {
     CR cr;
-    if constexpr (is_encodable_v<R>) {
-      cr.values.reserve(found.size());
-      for (const auto* b : found) {
-        try {
-          cr.values.emplace_back(decode<R>(std::span<const std::byte>(*b)));
-        } catch (const SerializationError& e) {
-          throw CheckpointError(opts_.checkpoint +
-                                ": a recorded result does not decode as this map's result type (" +
-                                e.what() + "). Delete the file to start over");
-        }
-      }
-    }
+    cr.values = std::move(run);
     return make_ready_future(std::move(cr));
   }
 
@@ -358,40 +353,36 @@ class MapStream {
 
   // With a journal: items already recorded come back from it, runs of the others are submitted.
   void submit_resuming(std::vector<In> items, std::size_t first) {
-    if constexpr (is_encodable_v<In> && is_encodable_v<R>) {
-      const std::size_t n = items.size();
-      std::vector<std::uint64_t> hashes(n);
-      std::vector<const std::vector<std::byte>*> found(n);
-      for (std::size_t i = 0; i < n; ++i) {
-        hashes[i] = Journal::hash(encode(items[i]));
-        found[i] = journal_->find(first + i, hashes[i]);
-      }
-      std::size_t i = 0;
-      while (i < n) {
-        std::size_t j = i;
-        const bool done = found[i] != nullptr;
-        while (j < n && (found[j] != nullptr) == done)
-          ++j;
-        if (done) {
-          std::vector<const std::vector<std::byte>*> run(found.begin() + i, found.begin() + j);
-          push(restored_chunk(run), j - i, {});
-          resumed_ += j - i;
-          if (monitor_) monitor_->resumed(j - i);
+    const std::size_t n = items.size();
+    std::vector<std::uint64_t> hashes(n);
+    std::vector<std::optional<R>> found(n);
+    journal_->lookup(items, first, hashes, found);
+    std::size_t i = 0;
+    while (i < n) {
+      std::size_t j = i;
+      const bool done = found[i].has_value();
+      while (j < n && found[j].has_value() == done)
+        ++j;
+      if (done) {
+        std::vector<std::optional<R>> run(std::make_move_iterator(found.begin() + i),
+                                          std::make_move_iterator(found.begin() + j));
+        push(restored_chunk(std::move(run)), j - i, {});
+        resumed_ += j - i;
+        if (monitor_) monitor_->resumed(j - i);
+      } else {
+        std::vector<In> part;
+        if (i == 0 && j == n) {
+          part = std::move(items);
         } else {
-          std::vector<In> part;
-          if (i == 0 && j == n) {
-            part = std::move(items);
-          } else {
-            part.reserve(j - i);
-            for (std::size_t k = i; k < j; ++k)
-              part.push_back(std::move(items[k]));
-          }
-          submit_items(
-              std::move(part), first + i,
-              std::make_shared<std::vector<std::uint64_t>>(hashes.begin() + i, hashes.begin() + j));
+          part.reserve(j - i);
+          for (std::size_t k = i; k < j; ++k)
+            part.push_back(std::move(items[k]));
         }
-        i = j;
+        submit_items(
+            std::move(part), first + i,
+            std::make_shared<std::vector<std::uint64_t>>(hashes.begin() + i, hashes.begin() + j));
       }
+      i = j;
     }
   }
 
@@ -499,8 +490,8 @@ class MapStream {
   std::size_t resumed_ = 0;
   std::string name_;  // shown in observe events and the trace
   std::shared_ptr<MapMonitor> monitor_;
-  std::shared_ptr<Journal> journal_;
-  std::string checkpoint_error_;  // why the journal stopped recording (Journal::close)
+  std::shared_ptr<MapCheckpoint<In, R>> journal_;
+  std::string checkpoint_error_;  // why the journal stopped recording (MapCheckpoint::close)
 };
 
 }  // namespace parx::detail

@@ -32,6 +32,7 @@
 #include <vector>
 
 #include "parx/codec.hpp"
+#include "parx/checkpoint.hpp"
 #include "parx/detail/map_stream.hpp"
 #include "parx/errors.hpp"
 #include "parx/executor.hpp"
@@ -352,8 +353,6 @@ struct MapTuning {
   std::size_t max_chunk;
 };
 
-template <class Ex, class View, class F>
-class MapStream;
 
 template <class Pool>
 class RemotePool {
@@ -409,7 +408,7 @@ class RemotePool {
     using View = std::views::all_t<Rg>;
     using Fn = std::decay_t<F>;
     (void)pool_function_id(f);  // an unregistered function fails here, not in a worker
-    using Stream = MapStream<Pool, View, Fn>;
+    using Stream = MapStream<Pool, View, Fn, CodecJournal>;
     auto fn = std::make_shared<Fn>(std::forward<F>(f));
     return MapRange<Stream>(std::make_unique<Stream>(self(),
                                                      std::views::all(std::forward<Rg>(inputs)),
@@ -429,7 +428,7 @@ class RemotePool {
   ~RemotePool() = default;
 
  private:
-  template <class Ex, class View, class F>
+  template <class Ex, class View, class F, class J>
   friend class MapStream;
 
   Pool& self() noexcept { return static_cast<Pool&>(*this); }
