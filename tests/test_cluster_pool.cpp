@@ -303,7 +303,7 @@ TEST(Cluster, ShutdownWhileTasksRun) {
   for (int i = 0; i < 200; ++i)
     fs.push_back(pool.submit(slow, i));
   std::this_thread::sleep_for(std::chrono::milliseconds(30));
-  pool.shutdown(true, true);
+  pool.shutdown({.cancel_pending = true});
   int done = 0, cancelled = 0;
   for (int i = 0; i < 200; ++i) {
     try {

@@ -226,7 +226,7 @@ TEST_P(Executors, CancellingAQueuedFutureAndShuttingDownWithCancelResolveEveryFu
     // The last one is queued behind at least 39 tasks of 20 ms on a few workers.
     const bool cancelled = fs.back().cancel();
     fs.front().wait();  // at least one has run: the others end done or Cancelled
-    pool.shutdown(true, true);
+    pool.shutdown({.cancel_pending = true});
     int done = 0, dropped = 0;
     for (std::size_t k = 0; k < fs.size(); ++k) {
       try {

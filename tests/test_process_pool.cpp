@@ -790,7 +790,7 @@ TEST(ProcessPool, ShutdownCancelsPendingAndRefusesNewWork) {
     queued.push_back(pool.submit(sleeps_ms, 1));
   auto cancelled = pool.submit(sleeps_ms, 1);
   EXPECT_TRUE(cancelled.cancel());
-  pool.shutdown(true, true);
+  pool.shutdown({.cancel_pending = true});
   EXPECT_EQ(running.get(), 500);
   int n_cancelled = 0;
   for (auto& f : queued) {

@@ -143,7 +143,7 @@ TEST_P(Workers, ShutdownCancelsPendingWhenAsked) {
   std::vector<parx::Future<void>> pending;
   for (int i = 0; i < 100; ++i)
     pending.push_back(pool.submit([&] { ran.fetch_add(1); }));
-  std::thread closer([&] { pool.shutdown(/*wait=*/true, /*cancel_pending=*/true); });
+  std::thread closer([&] { pool.shutdown({.cancel_pending = true}); });
   std::this_thread::sleep_for(20ms);
   EXPECT_TRUE(pool.is_shutdown());
   EXPECT_THROW(pool.submit([] {}), parx::ExecutorShutdown);
@@ -170,7 +170,7 @@ TEST_P(Workers, ShutdownWithoutCancelRunsEverything) {
     parx::ThreadPool pool(GetParam());
     for (int i = 0; i < 1000; ++i)
       fs.push_back(pool.submit([&] { ran.fetch_add(1); }));
-    pool.shutdown(/*wait=*/false);
+    pool.shutdown({.wait = false});
     EXPECT_THROW(pool.submit([] {}), parx::ExecutorShutdown);
   }  // destructor joins
   EXPECT_EQ(ran.load(), 1000);

@@ -32,9 +32,9 @@
 //     pays (Options::compression).
 //   * Losing a whole rank aborts the MPI job (MPI's model): the launcher ends every rank, and each
 //     rank on the lost rank's host prints which rank it lost.
-//   * `shutdown(wait, cancel_pending)`: no new work; with cancel_pending, chunks not yet sent end
+//   * `shutdown({.wait, .cancel_pending})`: no new work; with cancel_pending, chunks not yet sent end
 //     Cancelled; with wait, returns once every sent chunk has come back and the serving ranks are
-//     released. The destructor is shutdown(true, false). On a serving rank, the executor calls
+//     released. The destructor is shutdown(). On a serving rank, the executor calls
 //     throw parx::InvalidState.
 //
 // Thread-safety: every member function may be called from any thread of the driver.
@@ -126,7 +126,7 @@ class ClusterPool : public detail::RemotePool<ClusterPool> {
   };
 
   ClusterPool();
-  explicit ClusterPool(Options opts);
+  explicit ClusterPool(const Options& opts);
   ~ClusterPool();
   ClusterPool(const ClusterPool&) = delete;
   ClusterPool& operator=(const ClusterPool&) = delete;
@@ -152,11 +152,11 @@ class ClusterPool : public detail::RemotePool<ClusterPool> {
   // submit, map, starmap, imap, imap_unordered, submit_encoded: detail/remote_pool.hpp (on the
   // driver; a serving rank that calls them gets InvalidState).
 
-  void shutdown(bool wait = true, bool cancel_pending = false);
+  void shutdown(const ShutdownOptions& how = {});
 
  private:
   friend class detail::RemotePool<ClusterPool>;
-  static constexpr detail::MapTuning kMapTuning{20'000, 1 << 17};
+  static constexpr MapTuning kMapTuning = map_tuning::cluster;
   void require_driver(const char* what) const;
   void enqueue(detail::RemoteJob&& job);
 

@@ -68,7 +68,7 @@ class TaskError : public Error {
   TaskErrorInfo info_;
 };
 
-// The task was cancelled before it started (Future::cancel, shutdown(cancel_pending=true), or a
+// The task was cancelled before it started (Future::cancel, shutdown({.cancel_pending = true}), or a
 // sibling's failure in a structured group).
 class Cancelled : public Error {
  public:

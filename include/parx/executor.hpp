@@ -7,7 +7,7 @@
 //   * `submit(f, args...) -> Future<R>`
 //   * `map(f, inputs, MapOptions) -> std::vector<R>` in input order
 //   * `imap(f, inputs, MapOptions)` — lazy, ordered; `imap_unordered` — lazy, completion order
-//   * `shutdown(wait, cancel_pending)` and `workers()`
+//   * `shutdown(ShutdownOptions)` and `workers()`
 //
 // MapOptions is one aggregate, so call sites read like Python keyword arguments:
 //   pool.map(f, inputs, {.chunksize = 64, .max_in_flight = 10'000});
@@ -29,6 +29,36 @@
 namespace parx {
 
 // Filled in by a map when MapOptions::stats points to one.
+// How a pool shuts down (concurrent.futures' shutdown(wait, cancel_futures)): named, so a call
+// reads `pool.shutdown({.cancel_pending = true})`. Every pool: no new work is accepted after it.
+struct ShutdownOptions {
+  // Return only once running work is done and the workers have exited (else at once).
+  bool wait = true;
+  // Work queued and not started ends Cancelled instead of running.
+  bool cancel_pending = false;
+};
+
+// The map engine's tunables that MapOptions leaves to the executor: the chunk duration adaptive
+// batching aims at when `target_chunk_us` is 0, and the largest chunk it builds. Each is a
+// trade-off between the per-chunk cost of the executor's transport (a hand-off between threads,
+// a round trip through a worker process, an MPI message) and how evenly the tail of a map ends.
+struct MapTuning {
+  std::size_t target_chunk_us;  // µs
+  std::size_t max_chunk;        // items
+};
+
+namespace map_tuning {
+// ThreadPool imap: a first result within ~100 µs.
+inline constexpr MapTuning thread_imap{100, 65536};
+// ThreadPool map over a lazy input, or observed (a progress bar, a checkpoint, a trace): 1 ms
+// chunks, so that the thread collecting them takes almost no core from the workers.
+inline constexpr MapTuning thread_map{1000, 65536};
+// ProcessPool: 50 ms, so that a round trip (~8 µs) is noise beside a chunk.
+inline constexpr MapTuning process{50'000, 32768};
+// ClusterPool: 20 ms, so that an MPI message is noise and ranks still get work often.
+inline constexpr MapTuning cluster{20'000, std::size_t{1} << 17};
+}  // namespace map_tuning
+
 struct MapStats {
   std::size_t items = 0;      // inputs processed
   std::size_t chunks = 0;     // tasks the items were batched into
@@ -65,8 +95,7 @@ struct MapOptions {
   // 0 (default): 4 chunks per worker. Bounds memory for huge or infinite lazy inputs.
   std::size_t max_in_flight = 0;
   // Target duration of one chunk for adaptive batching, microseconds. 0: the executor's default
-  // (ThreadPool: 100 µs for imap, 1 ms for a map observed by a progress bar, a checkpoint or a
-  // trace).
+  // (map_tuning below).
   std::size_t target_chunk_us = 0;
   // When non-null, receives statistics once the map (or the imap iteration) ends.
   MapStats* stats = nullptr;
@@ -107,7 +136,7 @@ concept Executor = requires(E& e, const E& ce, std::vector<int> v) {
   e.imap(&detail::executor_probe, v);
   e.imap_unordered(&detail::executor_probe, v);
   e.shutdown();
-  e.shutdown(true, true);
+  e.shutdown(ShutdownOptions{.wait = true, .cancel_pending = true});
 };
 
 }  // namespace parx

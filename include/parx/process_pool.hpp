@@ -32,9 +32,9 @@
 //   * Workers die with the program, however it ends (exit, exception, Ctrl-C, SIGKILL): they are
 //     children of the fork server, which kills them when this process dies; the channels are
 //     memfds, so nothing is left in /dev/shm.
-//   * `shutdown(wait, cancel_pending)`: no new work; with cancel_pending, queued tasks end
+//   * `shutdown({.wait, .cancel_pending})`: no new work; with cancel_pending, queued tasks end
 //     Cancelled; with wait, returns once running tasks are done and the workers have exited. The
-//     destructor is shutdown(true, false).
+//     destructor is shutdown().
 //
 // Thread-safety: every member function may be called from any thread.
 //
@@ -124,7 +124,7 @@ class ProcessPool : public detail::RemotePool<ProcessPool> {
   };
 
   explicit ProcessPool(std::size_t workers = 0);
-  explicit ProcessPool(Options opts);
+  explicit ProcessPool(const Options& opts);
   ~ProcessPool();
   ProcessPool(const ProcessPool&) = delete;
   ProcessPool& operator=(const ProcessPool&) = delete;
@@ -143,11 +143,11 @@ class ProcessPool : public detail::RemotePool<ProcessPool> {
 
   // submit, map, starmap, imap, imap_unordered, submit_encoded: detail/remote_pool.hpp.
 
-  void shutdown(bool wait = true, bool cancel_pending = false);
+  void shutdown(const ShutdownOptions& how = {});
 
  private:
   friend class detail::RemotePool<ProcessPool>;
-  static constexpr detail::MapTuning kMapTuning{50'000, 32768};
+  static constexpr MapTuning kMapTuning = map_tuning::process;
   void require_driver(const char*) const noexcept {}
   void enqueue(detail::RemoteJob&& job);
 

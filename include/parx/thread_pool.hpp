@@ -23,10 +23,10 @@
 //   * An exception in a task reaches its future intact; other tasks are unaffected. For map and
 //     parallel_for, the failing chunk with the lowest index wins, and no new chunk starts after a
 //     failure.
-//   * `shutdown(wait, cancel_pending)`: no new submissions from outside the pool (tasks running on
-//     its workers may still submit, so nested work finishes); with cancel_pending, queued tasks
-//     end Cancelled instead of running; with wait, returns after the workers exit. The destructor
-//     is shutdown(true, false).
+//   * `shutdown({.wait, .cancel_pending})` (ShutdownOptions, executor.hpp): no new submissions
+//     from outside the pool (tasks running on its workers may still submit, so nested work
+//     finishes); with cancel_pending, queued tasks end Cancelled instead of running; with wait,
+//     returns after the workers exit. The destructor is shutdown().
 //
 // Thread-safety: every member function may be called from any thread, including from tasks
 // running on the pool, except that the destructor must not run on one of the pool's own workers.
@@ -66,6 +66,8 @@ struct PoolCoreDeleter {
 };
 }  // namespace detail
 
+class TaskGroup;
+
 class ThreadPool {
  public:
   struct Options {
@@ -104,17 +106,6 @@ class ThreadPool {
   auto submit(F&& f, A&&... args)
       -> Future<std::invoke_result_t<std::decay_t<F>, std::decay_t<A>...>>;
 
-  // Internal (the map engine): submit(f) with a name for observe events (read while queuing).
-  template <class F>
-  auto submit_named(const char* name, F&& f) -> Future<std::invoke_result_t<std::decay_t<F>>> {
-    using R = std::invoke_result_t<std::decay_t<F>>;
-    auto* t = new SubmitTask<R, std::decay_t<F>, std::tuple<>>(std::forward<F>(f), std::tuple<>());
-    auto fut = detail::make_future<R>(detail::Ref<detail::State<R>>(t));
-    t->name = name;
-    schedule(t);
-    return fut;
-  }
-
   // f over every input, results in input order. Returns void if f returns void.
   // (J: the checkpoint journal, chosen at the call: see parx/checkpoint.hpp.)
   template <class F, std::ranges::input_range R, class J = detail::journal_for<F>>
@@ -151,11 +142,30 @@ class ThreadPool {
   T parallel_reduce(I first, I last, T identity, Map&& map, Reduce&& reduce, std::size_t grain = 0);
 
   // Stops accepting work from outside the pool; see the header comment.
-  void shutdown(bool wait = true, bool cancel_pending = false);
+  void shutdown(const ShutdownOptions& how = {});
 
-  // Internal: queue a task node (used by TaskGroup and executors built on this pool).
+ private:
+  friend class TaskGroup;
+  template <class Ex, class View, class F, class J>
+  friend class detail::MapStream;
+
+  template <class R, class Fn, class Args>
+  class SubmitTask;
+
+  // The map engine: submit(f) with a name for observe events (read while queuing).
+  template <class F>
+  auto submit_named(const char* name, F&& f) -> Future<std::invoke_result_t<std::decay_t<F>>> {
+    using R = std::invoke_result_t<std::decay_t<F>>;
+    auto* t = new SubmitTask<R, std::decay_t<F>, std::tuple<>>(std::forward<F>(f), std::tuple<>());
+    auto fut = detail::make_future<R>(detail::Ref<detail::State<R>>(t));
+    t->name = name;
+    schedule(t);
+    return fut;
+  }
+
+  // Queues a task node (TaskGroup).
   void schedule(detail::TaskNode* t);
-  // Internal, for TaskGroup: a lock-free deque lent to an outside thread (its owner), stealable
+  // For TaskGroup: a lock-free deque lent to an outside thread (its owner), stealable
   // by the workers. acquire returns -1 when none is free or the caller is a worker.
   int acquire_external_slot() noexcept;
   void release_external_slot(int slot) noexcept;
@@ -163,9 +173,6 @@ class ThreadPool {
   // Pops and runs one task from the slot on the calling (owner) thread; false when empty.
   bool run_external_slot(int slot) noexcept;
 
- private:
-  template <class R, class Fn, class Args>
-  class SubmitTask;
 
   // Stamps `t` with a task id and reports TaskQueued, when anyone listens.
   void emit_queued(detail::TaskNode* t);
@@ -362,7 +369,7 @@ auto ThreadPool::map_chunked(F&& f, Rg&& inputs, const MapOptions& opts) {
   // Chunks of ~1 ms (imap's default is 100 µs, for a quick first result): the calling thread,
   // which collects the chunks, then takes almost no core from the workers, and a progress bar or
   // a trace still sees a thousand chunks a second.
-  if (!o.target_chunk_us) o.target_chunk_us = 1000;
+  if (!o.target_chunk_us) o.target_chunk_us = map_tuning::thread_map.target_chunk_us;
   auto stream = imap<F, Rg, J>(std::forward<F>(f), std::forward<Rg>(inputs), o);
   if constexpr (std::is_void_v<R>) {
     while (stream.next()) {
@@ -386,7 +393,9 @@ auto ThreadPool::imap(F&& f, Rg&& inputs, const MapOptions& opts) {
   using Stream = detail::MapStream<ThreadPool, View, Fn, J>;
   auto fn = std::make_shared<Fn>(std::forward<F>(f));
   return MapRange<Stream>(std::make_unique<Stream>(*this, std::views::all(std::forward<Rg>(inputs)),
-                                                   std::move(fn), opts, 100));
+                                                   std::move(fn), opts,
+                                                   map_tuning::thread_imap.target_chunk_us,
+                                                   map_tuning::thread_imap.max_chunk));
 }
 
 static_assert(Executor<ThreadPool>);

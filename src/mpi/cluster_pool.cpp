@@ -1013,7 +1013,7 @@ void ClusterImpl::serve_loop(bool caller_runs) {
 
 ClusterPool::ClusterPool() : ClusterPool(Options{}) {}
 
-ClusterPool::ClusterPool(Options opts)
+ClusterPool::ClusterPool(const Options& opts)
     : impl_((observe::detail::start_from_env(), std::make_unique<detail::ClusterImpl>(opts))) {
   id_ = impl_->exec_id();
   rank_ = impl_->rank();
@@ -1055,8 +1055,8 @@ bool ClusterPool::is_shutdown() const noexcept {
   return !impl_ || impl_->is_shutdown();
 }
 
-void ClusterPool::shutdown(bool wait, bool cancel_pending) {
-  if (impl_) impl_->shutdown(wait, cancel_pending);
+void ClusterPool::shutdown(const ShutdownOptions& how) {
+  if (impl_) impl_->shutdown(how.wait, how.cancel_pending);
 }
 
 void ClusterPool::enqueue(detail::RemoteJob&& job) {

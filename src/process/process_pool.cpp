@@ -17,7 +17,7 @@ ProcessPool::Options with_workers(std::size_t n) {
 
 ProcessPool::ProcessPool(std::size_t workers) : ProcessPool(with_workers(workers)) {}
 
-ProcessPool::ProcessPool(Options opts)
+ProcessPool::ProcessPool(const Options& opts)
     : impl_((observe::detail::start_from_env(), std::make_unique<detail::ProcessTransport>(opts))),
       workers_(impl_->workers()) {}
 
@@ -43,8 +43,8 @@ bool ProcessPool::is_shutdown() const noexcept {
   return impl_->is_shutdown();
 }
 
-void ProcessPool::shutdown(bool wait, bool cancel_pending) {
-  impl_->shutdown(wait, cancel_pending);
+void ProcessPool::shutdown(const ShutdownOptions& how) {
+  impl_->shutdown(how.wait, how.cancel_pending);
 }
 
 void ProcessPool::enqueue(detail::RemoteJob&& job) {

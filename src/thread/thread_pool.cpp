@@ -587,8 +587,8 @@ observe::Counters ThreadPool::counters() const noexcept {
   return core_->counters();
 }
 
-void ThreadPool::shutdown(bool wait, bool cancel_pending) {
-  core_->shutdown(wait, cancel_pending);
+void ThreadPool::shutdown(const ShutdownOptions& how) {
+  core_->shutdown(how.wait, how.cancel_pending);
 }
 
 void ThreadPool::emit_queued(detail::TaskNode* t) {

@@ -147,7 +147,7 @@ class MapStream {
   using R = unit_if_void<std::invoke_result_t<F&, In&>>;
 
   MapStream(Ex& ex, View view, std::shared_ptr<F> f, const MapOptions& opts,
-            std::size_t default_target_us, std::size_t max_chunk = 65536)
+            std::size_t default_target_us, std::size_t max_chunk)
       : ex_(ex),
         view_(std::move(view)),
         f_(std::move(f)),

@@ -6,7 +6,7 @@
 //     and complete job.sink with each item's outcome; throws ExecutorShutdown after shutdown;
 //   * `void require_driver(const char* what) const`: throws where this process cannot submit
 //     (a ClusterPool's serving rank); a no-op elsewhere;
-//   * `static constexpr detail::MapTuning kMapTuning`: its map engine's defaults;
+//   * `static constexpr MapTuning kMapTuning`: its map engine's defaults (executor.hpp);
 //   * `friend class detail::RemotePool<Pool>;` (the two members above stay private).
 // RemotePool then provides submit (and its compile-time refusal of lambdas), map, starmap, imap,
 // imap_unordered and, for the lazy map engine, submit_chunk: the same code, the same errors, the
@@ -344,13 +344,6 @@ struct RemoteJob {
   std::int64_t first_index = 0;  // batch: task index of item 0
   bool batch = false;            // packed arguments (batch_traits)
   std::unique_ptr<PoolSink> sink;
-};
-
-// A pool's map defaults: the chunk duration its adaptive batching aims at (µs) unless
-// MapOptions::target_chunk_us says otherwise, and the largest chunk it builds.
-struct MapTuning {
-  std::size_t target_chunk_us;
-  std::size_t max_chunk;
 };
 
 
