@@ -29,7 +29,8 @@ std::string unknown_function(FunctionId fn, const RunContext& ctx) {
 }
 
 void run_plain(std::span<const std::byte> payload, const RunContext& ctx, ResultWriter& out) {
-  const std::vector<JobItem> items = parse_job(payload);
+  thread_local std::vector<JobItem> items;  // reused: no allocation per job
+  parse_job(payload, items);
   const auto fn = load_at<std::uint64_t>(payload, 0);
   const RemoteEntry* entry = find_remote(fn);
   const std::string& name = entry ? entry->name : std::string();

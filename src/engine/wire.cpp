@@ -18,10 +18,16 @@ constexpr std::byte kZeros[64] = {};
 // ---- jobs ---------------------------------------------------------------------------------------
 
 std::vector<JobItem> parse_job(std::span<const std::byte> payload) {
+  std::vector<JobItem> items;
+  parse_job(payload, items);
+  return items;
+}
+
+void parse_job(std::span<const std::byte> payload, std::vector<JobItem>& items) {
+  items.clear();
   if (payload.size() < kJobHeader) throw SerializationError("a job shorter than its header");
   const auto n = load_at<std::uint64_t>(payload, 8);
   if (n > payload.size() / 16) throw SerializationError("a job claims more items than it holds");
-  std::vector<JobItem> items;
   items.reserve(n);
   std::size_t pos = kJobHeader;
   for (std::uint64_t k = 0; k < n; ++k) {
@@ -34,7 +40,6 @@ std::vector<JobItem> parse_job(std::span<const std::byte> payload) {
     items.push_back({load_at<std::int64_t>(payload, pos), pos, pos + 16 + pad, len});
     pos += 16 + pad + len;
   }
-  return items;
 }
 
 BatchShape parse_batch(std::span<const std::byte> payload) {
@@ -215,11 +220,10 @@ void ResultWriter::reset(std::size_t n, bool batch, std::size_t result_size) {
 }
 
 void ResultWriter::open_record(std::uint32_t status, std::size_t slot, std::size_t pad) {
-  out_.write(kZeros, (8 - out_.size() % 8) % 8);
   record_at_ = out_.size();
   const std::uint64_t hdr[3] = {status | (std::uint64_t{pad} << 32), slot, 0};
   out_.write(hdr, sizeof hdr);
-  out_.write(kZeros, pad);
+  if (pad) out_.write(kZeros, pad);
   body_at_ = out_.size();
 }
 
@@ -244,7 +248,7 @@ void ResultWriter::abandon_value(std::size_t slot, const std::exception_ptr& e, 
 }
 
 void ResultWriter::value(std::size_t slot, std::span<const std::byte> bytes, std::size_t base) {
-  const std::size_t at = round_up(out_.size(), 8) + 24;
+  const std::size_t at = out_.size() + 24;
   open_record(0, slot, (base % 64 + 64 - at % 64) % 64);
   out_.write(bytes.data(), bytes.size());
   close_record();
@@ -287,12 +291,13 @@ ResultView parse_result(std::span<const std::byte> body, std::size_t n, bool bat
     v.packed = body.data() + pos;
     pos += packed;
   }
-  std::vector<bool> seen(n, false);
+  if (!batch) v.outcomes.reserve(n);
+  // Records come in slot order from a worker's runner; out of order (a rank's worker processes
+  // finish items in any order) each slot is checked against the ones seen.
+  std::vector<bool> seen;
   std::size_t answered = 0;
   while (pos < body.size()) {
-    pos = round_up(pos, 8);
-    if (pos > body.size() || body.size() - pos < 24)
-      throw SerializationError("a truncated outcome record");
+    if (body.size() - pos < 24) throw SerializationError("a truncated outcome record");
     const auto word = load_at<std::uint64_t>(body, pos);
     const auto slot = load_at<std::uint64_t>(body, pos + 8);
     const auto len = load_at<std::uint64_t>(body, pos + 16);
@@ -302,9 +307,17 @@ ResultView parse_result(std::span<const std::byte> body, std::size_t n, bool bat
     if (pad >= 64 || status > 1 || slot >= n || at > body.size() || len > body.size() - at ||
         (batch && status != 1))
       throw SerializationError("a bad outcome record");
-    if (seen[slot]) throw SerializationError("two outcomes for one item");
-    seen[slot] = true;
+    if (slot != answered || !seen.empty()) {
+      if (seen.empty()) {
+        seen.assign(n, false);
+        for (std::size_t k = 0; k < answered; ++k)
+          seen[k] = true;  // the in-order prefix
+      }
+      if (seen[slot]) throw SerializationError("two outcomes for one item");
+      seen[slot] = true;
+    }
     ++answered;
+    v.errors += status;
     v.outcomes.push_back({static_cast<std::size_t>(slot), status == 0, body.subspan(at, len), at});
     pos = at + len;
   }

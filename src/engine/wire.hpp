@@ -8,9 +8,10 @@
 //   batch  [u64 fn][u64 n][u64 argument size][u64 result size], then the n packed arguments.
 // Result (built by ResultWriter, read by parse_result):
 //   [u64 n][i64 elapsed ns][u32 flags][u32 0][u64 result size] (kResultHeader bytes); for a
-//   batch, the n packed results (zero where an item threw), padded to 8; then outcome records,
-//   each 8-aligned: [u32 status][u32 pad][u64 slot][u64 length], `pad` zero bytes, the encoded
-//   value (status 0) or error (status 1). A batch carries only error records.
+//   batch, the n packed results (zero where an item threw), padded to 8; then outcome records:
+//   [u32 status][u32 pad][u64 slot][u64 length], `pad` zero bytes, the encoded value (status 0)
+//   or error (status 1). A batch carries only error records. Fields are read with memcpy: a
+//   record needs no alignment; `pad` keeps a copied value at its offset modulo 64.
 // Error: [u8 kind] then a TaskErrorInfo (task) or the fields of WorkerCrashed, TimeoutError or
 //   Cancelled, so each arrives as the type it left as.
 //
@@ -65,8 +66,10 @@ struct JobItem {
   std::size_t len;      // of its encoded arguments
 };
 
-// The items of a plain job payload, each checked to lie within it.
+// The items of a plain job payload, each checked to lie within it (the second form reuses
+// `items`' storage).
 std::vector<JobItem> parse_job(std::span<const std::byte> payload);
+void parse_job(std::span<const std::byte> payload, std::vector<JobItem>& items);
 
 struct BatchShape {
   FunctionId fn = 0;
@@ -169,6 +172,7 @@ struct ResultView {
   std::int64_t elapsed_ns = 0;
   const std::byte* packed = nullptr;  // batch: the n packed results
   std::vector<Outcome> outcomes;      // in slot order for plain jobs; batch: its errors only
+  std::size_t errors = 0;             // outcomes that are errors
 };
 
 // Parses and checks a whole result of a job of `n` items before anything is delivered: slots

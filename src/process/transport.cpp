@@ -447,11 +447,14 @@ void ProcessTransport::handle_result(Slot& s, std::span<const std::byte> payload
   Job& j = *s.assigned.front();
   const engine::ResultView v = engine::parse_result(payload, j.count, j.batch, j.result_size);
   std::vector<engine::WireError> errors;  // decoded before anything is delivered
-  for (const engine::Outcome& o : v.outcomes) {
-    if (o.ok) continue;
-    Decoder d(o.bytes, o.at);
-    errors.push_back(engine::get_error(d));
-    if (d.remaining()) throw SerializationError("trailing bytes after a task error");
+  if (v.errors) {
+    errors.reserve(v.errors);
+    for (const engine::Outcome& o : v.outcomes) {
+      if (o.ok) continue;
+      Decoder d(o.bytes, o.at);
+      errors.push_back(engine::get_error(d));
+      if (d.remaining()) throw SerializationError("trailing bytes after a task error");
+    }
   }
   note_job_time(v.elapsed_ns);
   j.holder->elapsed += v.elapsed_ns;
