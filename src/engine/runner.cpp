@@ -28,15 +28,27 @@ std::string unknown_function(FunctionId fn, const RunContext& ctx) {
          " (refused; was it built from a different program?)";
 }
 
+// Items are read as they run (no table of them): an item whose framing is wrong throws
+// SerializationError when it is reached, and the caller drops the whole result.
 void run_plain(std::span<const std::byte> payload, const RunContext& ctx, ResultWriter& out) {
-  thread_local std::vector<JobItem> items;  // reused: no allocation per job
-  parse_job(payload, items);
+  if (payload.size() < kJobHeader) throw SerializationError("a job shorter than its header");
   const auto fn = load_at<std::uint64_t>(payload, 0);
+  const auto n = load_at<std::uint64_t>(payload, 8);
+  if (n > payload.size() / 16) throw SerializationError("a job claims more items than it holds");
   const RemoteEntry* entry = find_remote(fn);
   const std::string& name = entry ? entry->name : std::string();
-  out.reset(items.size(), false, 0);
-  for (std::size_t k = 0; k < items.size(); ++k) {
-    const JobItem& it = items[k];
+  out.reset(n, false, 0);
+  std::size_t pos = kJobHeader;
+  for (std::size_t k = 0; k < n; ++k) {
+    if (payload.size() - pos < 16) throw SerializationError("a job item header beyond the job");
+    const auto index = load_at<std::int64_t>(payload, pos);
+    const auto word = load_at<std::uint64_t>(payload, pos + 8);
+    const std::size_t len = word & kItemLenMask, pad = word >> 56;
+    const std::size_t room = payload.size() - pos - 16;
+    if (pad >= 64 || pad > room || len > room - pad)
+      throw SerializationError("a job item beyond the job");
+    const std::size_t args_at = pos + 16 + pad;
+    pos = args_at + len;
     if (ctx.item) ctx.item->store(static_cast<std::uint32_t>(k), std::memory_order_relaxed);
     if (ctx.timed && ctx.item_started_ns)
       ctx.item_started_ns->store(coarse_now_ns(), std::memory_order_relaxed);
@@ -44,11 +56,11 @@ void run_plain(std::span<const std::byte> payload, const RunContext& ctx, Result
     try {
       clear_throw_trace();
       if (!entry) throw Error(unknown_function(fn, ctx));
-      Decoder d(payload.subspan(it.args_at, it.len), it.args_at);
+      Decoder d(payload.subspan(args_at, len), args_at);
       entry->invoke(entry->fn, d, enc);
       out.end_value();
     } catch (...) {
-      out.abandon_value(k, std::current_exception(), it.index, name, ctx.rank, ctx.host);
+      out.abandon_value(k, std::current_exception(), index, name, ctx.rank, ctx.host);
     }
   }
 }
@@ -67,7 +79,7 @@ void run_batch(std::span<const std::byte> payload, std::int64_t first_index, con
            entry->batch.result_size != s.result_size)
     refusal = "parx: " + name + " " + ctx.where +
               " does not take a batch of this shape (was it built from a different program?)";
-  out.reset(s.n, true, s.result_size);
+  out.reset(s.n, true, s.result_size, false);  // every item writes its result or is zeroed
   std::atomic<std::uint32_t> local{0};
   std::atomic<std::uint32_t>* at = ctx.item ? ctx.item : &local;
   const std::byte* in = payload.data() + kBatchHeader;

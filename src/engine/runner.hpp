@@ -7,8 +7,9 @@
 //     is never jumped to); a batch whose shape differs from the function's batch form likewise.
 //   * An item that throws gets an error record (wire.hpp's put_error) and the next item runs.
 //   * A job whose framing is wrong (lengths beyond the payload, a bad batch header) throws
-//     SerializationError before any item runs: the transport decides whether that fails the
-//     job's items or ends the worker.
+//     SerializationError: a batch before any item runs, a plain job when the bad item is reached
+//     (items are read as they run). The transport decides whether that fails the job's items or
+//     ends the worker; no partial result is delivered either way.
 //
 // Thread-safety: run_job may run in many threads at once, each with its own ResultWriter.
 #pragma once

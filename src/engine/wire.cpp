@@ -209,27 +209,36 @@ std::string WireError::summary() const {
 
 // ---- results -----------------------------------------------------------------------------------
 
-void ResultWriter::reset(std::size_t n, bool batch, std::size_t result_size) {
+void ResultWriter::reset(std::size_t n, bool batch, std::size_t result_size, bool zero) {
   out_.clear();
   const std::uint64_t hdr[4] = {n, 0, batch ? std::uint64_t{kResultBatch} : 0, result_size};
   out_.write(hdr, sizeof hdr);
   if (batch) {
     const std::size_t packed = round_up(n * result_size, 8);
-    std::memset(out_.extend(packed), 0, packed);
+    std::byte* p = out_.extend(packed);
+    if (zero) {
+      std::memset(p, 0, packed);
+    } else if (packed > n * result_size) {  // the padding after the last result
+      std::memset(p + n * result_size, 0, packed - n * result_size);
+    }
   }
 }
 
 void ResultWriter::open_record(std::uint32_t status, std::size_t slot, std::size_t pad) {
   record_at_ = out_.size();
-  const std::uint64_t hdr[3] = {status | (std::uint64_t{pad} << 32), slot, 0};
+  const std::uint64_t hdr[2] = {(std::uint64_t{pad} << 57) | (std::uint64_t{status} << 63), slot};
   out_.write(hdr, sizeof hdr);
   if (pad) out_.write(kZeros, pad);
   body_at_ = out_.size();
 }
 
 void ResultWriter::close_record() {
+  std::uint64_t w0;
+  std::memcpy(&w0, out_.data() + record_at_, sizeof w0);
   const std::uint64_t len = out_.size() - body_at_;
-  std::memcpy(out_.data() + record_at_ + 16, &len, sizeof len);
+  if (len > kRecordLenMask) throw SerializationError("a task result too large to record");
+  w0 |= len;
+  std::memcpy(out_.data() + record_at_, &w0, sizeof w0);
 }
 
 Encoder& ResultWriter::begin_value(std::size_t slot) {
@@ -248,7 +257,7 @@ void ResultWriter::abandon_value(std::size_t slot, const std::exception_ptr& e, 
 }
 
 void ResultWriter::value(std::size_t slot, std::span<const std::byte> bytes, std::size_t base) {
-  const std::size_t at = out_.size() + 24;
+  const std::size_t at = out_.size() + kRecordHeader;
   open_record(0, slot, (base % 64 + 64 - at % 64) % 64);
   out_.write(bytes.data(), bytes.size());
   close_record();
@@ -291,21 +300,20 @@ ResultView parse_result(std::span<const std::byte> body, std::size_t n, bool bat
     v.packed = body.data() + pos;
     pos += packed;
   }
-  if (!batch) v.outcomes.reserve(n);
+  v.body = body;
+  v.records_at = pos;
   // Records come in slot order from a worker's runner; out of order (a rank's worker processes
   // finish items in any order) each slot is checked against the ones seen.
   std::vector<bool> seen;
   std::size_t answered = 0;
   while (pos < body.size()) {
-    if (body.size() - pos < 24) throw SerializationError("a truncated outcome record");
-    const auto word = load_at<std::uint64_t>(body, pos);
+    if (body.size() - pos < kRecordHeader) throw SerializationError("a truncated outcome record");
+    const auto w0 = load_at<std::uint64_t>(body, pos);
     const auto slot = load_at<std::uint64_t>(body, pos + 8);
-    const auto len = load_at<std::uint64_t>(body, pos + 16);
-    const auto status = static_cast<std::uint32_t>(word);
-    const auto pad = static_cast<std::uint32_t>(word >> 32);
-    const std::size_t at = pos + 24 + pad;
-    if (pad >= 64 || status > 1 || slot >= n || at > body.size() || len > body.size() - at ||
-        (batch && status != 1))
+    const std::size_t len = w0 & kRecordLenMask, pad = (w0 >> 57) & 63;
+    const bool error = (w0 >> 63) != 0;
+    const std::size_t at = pos + kRecordHeader + pad;
+    if (slot >= n || at > body.size() || len > body.size() - at || (batch && !error))
       throw SerializationError("a bad outcome record");
     if (slot != answered || !seen.empty()) {
       if (seen.empty()) {
@@ -317,8 +325,7 @@ ResultView parse_result(std::span<const std::byte> body, std::size_t n, bool bat
       seen[slot] = true;
     }
     ++answered;
-    v.errors += status;
-    v.outcomes.push_back({static_cast<std::size_t>(slot), status == 0, body.subspan(at, len), at});
+    v.errors += error;
     pos = at + len;
   }
   if (!batch && answered != n)

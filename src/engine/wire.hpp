@@ -9,9 +9,9 @@
 // Result (built by ResultWriter, read by parse_result):
 //   [u64 n][i64 elapsed ns][u32 flags][u32 0][u64 result size] (kResultHeader bytes); for a
 //   batch, the n packed results (zero where an item threw), padded to 8; then outcome records:
-//   [u32 status][u32 pad][u64 slot][u64 length], `pad` zero bytes, the encoded value (status 0)
-//   or error (status 1). A batch carries only error records. Fields are read with memcpy: a
-//   record needs no alignment; `pad` keeps a copied value at its offset modulo 64.
+//   [u64 length | pad << 57 | error << 63][u64 slot], `pad` zero bytes, the encoded value or
+//   error. A batch carries only error records. Fields are read with memcpy: a record needs no
+//   alignment; `pad` keeps a copied value at its offset modulo 64.
 // Error: [u8 kind] then a TaskErrorInfo (task) or the fields of WorkerCrashed, TimeoutError or
 //   Cancelled, so each arrives as the type it left as.
 //
@@ -44,6 +44,8 @@ inline constexpr std::size_t kBatchHeader = 32;  // [u64 fn][u64 n][u64 arg size
 inline constexpr std::size_t kResultHeader = 32;
 inline constexpr std::size_t kMaxBatchElem = 1 << 16;  // bytes per packed argument or result
 inline constexpr std::uint32_t kResultBatch = 1;       // result flag: packed results first
+inline constexpr std::size_t kRecordHeader = 16;       // an outcome record's header
+inline constexpr std::uint64_t kRecordLenMask = (std::uint64_t{1} << 57) - 1;
 
 constexpr std::size_t round_up(std::size_t n, std::size_t a) {
   return (n + a - 1) / a * a;
@@ -129,8 +131,9 @@ WireError get_error(Decoder& d);
 class ResultWriter {
  public:
   ResultWriter() = default;
-  // Starts a result of `n` items (a batch: `result_size` bytes per packed result, zeroed).
-  void reset(std::size_t n, bool batch, std::size_t result_size);
+  // Starts a result of `n` items (a batch: `result_size` bytes per packed result, zeroed unless
+  // `zero` is false: the runner writes every packed result, or zeroes a failed item's).
+  void reset(std::size_t n, bool batch, std::size_t result_size, bool zero = true);
   // Encoding a value in place: the encoder to write it to, then the record is closed.
   Encoder& begin_value(std::size_t slot);
   void end_value();
@@ -167,12 +170,29 @@ struct Outcome {
   std::size_t at;                   // offset of `bytes` in the result (the decoding base)
 };
 
-struct ResultView {
+class ResultView {
+ public:
   std::size_t n = 0;
   std::int64_t elapsed_ns = 0;
   const std::byte* packed = nullptr;  // batch: the n packed results
-  std::vector<Outcome> outcomes;      // in slot order for plain jobs; batch: its errors only
   std::size_t errors = 0;             // outcomes that are errors
+  // Calls f(const Outcome&) for each outcome, in the order the result holds them (slot order
+  // from a runner; a batch: its errors only). The records were checked by parse_result.
+  template <class F>
+  void for_each(F&& f) const {
+    std::size_t pos = records_at;
+    while (pos < body.size()) {
+      const auto w0 = load_at<std::uint64_t>(body, pos);
+      const auto slot = load_at<std::uint64_t>(body, pos + 8);
+      const std::size_t len = w0 & kRecordLenMask, pad = (w0 >> 57) & 63;
+      const std::size_t at = pos + kRecordHeader + pad;
+      f(Outcome{static_cast<std::size_t>(slot), (w0 >> 63) == 0, body.subspan(at, len), at});
+      pos = at + len;
+    }
+  }
+
+  std::span<const std::byte> body;
+  std::size_t records_at = 0;
 };
 
 // Parses and checks a whole result of a job of `n` items before anything is delivered: slots

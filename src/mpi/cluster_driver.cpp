@@ -97,20 +97,20 @@ void ClusterImpl::handle_result(Bytes msg, Trailer t, bool local) {
     if (v.errors) {
       const std::string where = "on rank " + std::to_string(from) + ", host " + host;
       errors.reserve(v.errors);
-      for (const engine::Outcome& o : v.outcomes) {
-        if (o.ok) continue;
+      v.for_each([&](const engine::Outcome& o) {
+        if (o.ok) return;
         Decoder d(o.bytes, o.at);
         errors.push_back(engine::get_error(d).exception(where));
         if (d.remaining()) throw SerializationError("trailing bytes after a task error");
-      }
+      });
     }
     if (j->batch) j->sink->values_raw(v.packed, j->n, nullptr);
     std::size_t e = 0;
-    for (const engine::Outcome& o : v.outcomes) {
+    v.for_each([&](const engine::Outcome& o) {
       if (!o.ok) {
         j->sink->error(o.slot, std::move(errors[e++]));
         ++failed;
-        continue;
+        return;
       }
       try {
         j->sink->value(o.slot, o.bytes, o.at);
@@ -118,7 +118,7 @@ void ClusterImpl::handle_result(Bytes msg, Trailer t, bool local) {
         j->sink->error(o.slot, std::current_exception());
         ++failed;
       }
-    }
+    });
   } catch (const std::exception& e) {
     // Unreadable (checked whole before any delivery): every item fails with the reason.
     const std::string why = std::string(e.what()) + " (from rank " + std::to_string(from) +

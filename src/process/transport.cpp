@@ -449,12 +449,12 @@ void ProcessTransport::handle_result(Slot& s, std::span<const std::byte> payload
   std::vector<engine::WireError> errors;  // decoded before anything is delivered
   if (v.errors) {
     errors.reserve(v.errors);
-    for (const engine::Outcome& o : v.outcomes) {
-      if (o.ok) continue;
+    v.for_each([&](const engine::Outcome& o) {
+      if (o.ok) return;
       Decoder d(o.bytes, o.at);
       errors.push_back(engine::get_error(d));
       if (d.remaining()) throw SerializationError("trailing bytes after a task error");
-    }
+    });
   }
   note_job_time(v.elapsed_ns);
   j.holder->elapsed += v.elapsed_ns;
@@ -474,22 +474,23 @@ void ProcessTransport::handle_result(Slot& s, std::span<const std::byte> payload
   }
   std::vector<ItemRef> retry;
   std::size_t e = 0;
-  for (const engine::Outcome& o : v.outcomes) {
-    const ItemRef it = j.item(o.slot);
+  v.for_each([&](const engine::Outcome& o) {
     if (!o.ok) {
+      const ItemRef it = j.item(o.slot);
       engine::WireError& err = errors[e++];
       err.set_index(it.index);  // a batch's worker numbers its items from 0
       if (err.info.function.empty()) err.info.function = j.fn_name;
       error_outcome(j, it, std::move(err), retry, done);
-      continue;
+      return;
     }
+    const std::size_t slot = j.items[o.slot].slot;  // a value: a plain job, whose items are listed
     try {
-      j.holder->sink->value(it.slot, o.bytes, o.at);
+      j.holder->sink->value(slot, o.bytes, o.at);
     } catch (...) {
-      j.holder->sink->error(it.slot, std::current_exception());
+      j.holder->sink->error(slot, std::current_exception());
     }
     item_done(j, done);
-  }
+  });
   ++s.tasks_ended;
   job_ended(s, j, errors.size(), v.elapsed_ns, std::move(first_error));
   std::unique_ptr<Job> finished = std::move(s.assigned.front());

@@ -37,11 +37,12 @@ void read_result(const parx::Bytes& body, const Trailer& t) {
   if (t.n > body.size() || t.result_size > engine::kMaxBatchElem) return;
   const engine::ResultView v =
       engine::parse_result(body, t.n, t.flags & cluster::kFlagBatch, t.result_size);
-  for (const engine::Outcome& o : v.outcomes)
+  v.for_each([](const engine::Outcome& o) {
     if (!o.ok) {
       parx::Decoder d(o.bytes, o.at);
       (void)engine::get_error(d).exception("on rank 1, host fuzz");
     }
+  });
 }
 
 }  // namespace

@@ -48,11 +48,12 @@ void parse_payload(const Frame& f) {
       // most as many items as the payload has bytes.
       if (n > p.size() || rs > engine::kMaxBatchElem) return;
       const engine::ResultView v = engine::parse_result(p, n, f.h.flags & kBatch, rs);
-      for (const engine::Outcome& o : v.outcomes)
+      v.for_each([](const engine::Outcome& o) {
         if (!o.ok) {
           parx::Decoder d(o.bytes, o.at);
           (void)engine::get_error(d).exception("fuzz");
         }
+      });
     } else if (f.h.kind == kInitFailed) {
       parx::Decoder d(p);
       (void)engine::get_error(d);
