@@ -224,32 +224,6 @@ void ResultWriter::reset(std::size_t n, bool batch, std::size_t result_size, boo
   }
 }
 
-void ResultWriter::open_record(std::uint32_t status, std::size_t slot, std::size_t pad) {
-  record_at_ = out_.size();
-  const std::uint64_t hdr[2] = {(std::uint64_t{pad} << 57) | (std::uint64_t{status} << 63), slot};
-  out_.write(hdr, sizeof hdr);
-  if (pad) out_.write(kZeros, pad);
-  body_at_ = out_.size();
-}
-
-void ResultWriter::close_record() {
-  std::uint64_t w0;
-  std::memcpy(&w0, out_.data() + record_at_, sizeof w0);
-  const std::uint64_t len = out_.size() - body_at_;
-  if (len > kRecordLenMask) throw SerializationError("a task result too large to record");
-  w0 |= len;
-  std::memcpy(out_.data() + record_at_, &w0, sizeof w0);
-}
-
-Encoder& ResultWriter::begin_value(std::size_t slot) {
-  open_record(0, slot, 0);
-  return out_;
-}
-
-void ResultWriter::end_value() {
-  close_record();
-}
-
 void ResultWriter::abandon_value(std::size_t slot, const std::exception_ptr& e, std::int64_t index,
                                  const std::string& function, int rank, const std::string& host) {
   out_.truncate(record_at_);

@@ -134,9 +134,13 @@ class ResultWriter {
   // Starts a result of `n` items (a batch: `result_size` bytes per packed result, zeroed unless
   // `zero` is false: the runner writes every packed result, or zeroes a failed item's).
   void reset(std::size_t n, bool batch, std::size_t result_size, bool zero = true);
-  // Encoding a value in place: the encoder to write it to, then the record is closed.
-  Encoder& begin_value(std::size_t slot);
-  void end_value();
+  // Encoding a value in place: the encoder to write it to, then the record is closed. Inline:
+  // they run once per item of a job.
+  Encoder& begin_value(std::size_t slot) {
+    open_record(0, slot, 0);
+    return out_;
+  }
+  void end_value() { close_record(); }
   // Drops a value being encoded (it threw) and records an error instead.
   void abandon_value(std::size_t slot, const std::exception_ptr& e, std::int64_t index,
                      const std::string& function, int rank, const std::string& host);
@@ -154,10 +158,24 @@ class ResultWriter {
   Bytes take(std::int64_t elapsed_ns);
 
  private:
-  void open_record(std::uint32_t status, std::size_t slot, std::size_t pad);
-  void close_record();
-  Encoder out_{256};
-  Encoder err_{64};
+  void open_record(std::uint32_t status, std::size_t slot, std::size_t pad) {
+    static constexpr std::byte zeros[64] = {};
+    record_at_ = out_.size();
+    const std::uint64_t hdr[2] = {(std::uint64_t{pad} << 57) | (std::uint64_t{status} << 63),
+                                  slot};
+    out_.write(hdr, sizeof hdr);
+    if (pad) out_.write(zeros, pad);
+    body_at_ = out_.size();
+  }
+  void close_record() {
+    std::uint64_t w0;
+    std::memcpy(&w0, out_.data() + record_at_, sizeof w0);
+    const std::uint64_t len = out_.size() - body_at_;
+    if (len > kRecordLenMask) throw SerializationError("a task result too large to record");
+    w0 |= len;
+    std::memcpy(out_.data() + record_at_, &w0, sizeof w0);
+  }
+  Encoder out_{64 * 1024};
   std::size_t record_at_ = 0;
   std::size_t body_at_ = 0;
 };
