@@ -1,6 +1,7 @@
 // A 20-line ProcessPool program: what including parx/process_pool.hpp costs to compile.
 #include <parx/init.hpp>
 #include <parx/process_pool.hpp>
+#include <parx/range.hpp>
 
 #include <cmath>
 #include <cstdio>

@@ -1,10 +1,10 @@
 // A 20-line ThreadPool program: what including parx/thread_pool.hpp costs to compile.
+#include <parx/range.hpp>
 #include <parx/thread_pool.hpp>
 
 #include <cmath>
 #include <cstdio>
 #include <numeric>
-#include <vector>
 
 double simulate(int seed) {
   double x = seed;

@@ -37,6 +37,7 @@
 #include "parx/errors.hpp"
 #include "parx/executor.hpp"
 #include "parx/future.hpp"
+#include "parx/range.hpp"
 #include "parx/remote.hpp"
 
 namespace parx {
