@@ -17,6 +17,7 @@
 //     cannot cross a process boundary).
 #include <gtest/gtest.h>
 
+#include <unistd.h>
 #include <algorithm>
 #include <atomic>
 #include <filesystem>
@@ -25,7 +26,6 @@
 #include <string>
 #include <thread>
 #include <tuple>
-#include <unistd.h>
 #include <vector>
 
 namespace fs = std::filesystem;
@@ -95,7 +95,8 @@ void with_executor(const Param& p, Body&& run) {
     }
     case Kind::cluster:
     case Kind::cluster_procs: {
-      parx::ClusterPool pool({.workers_per_rank = p.workers, .processes = p.kind == Kind::cluster_procs});
+      parx::ClusterPool pool(
+          {.workers_per_rank = p.workers, .processes = p.kind == Kind::cluster_procs});
       if (pool.is_driver()) run(pool);
       break;
     }
@@ -107,8 +108,7 @@ class Executors : public ::testing::TestWithParam<Param> {};
 // A path of the driver's (only the driver reads and writes journals), one directory per process.
 fs::path temp_path(const std::string& name) {
   static const fs::path dir = [] {
-    const fs::path d = fs::temp_directory_path() /
-                       ("parx-executors-" + std::to_string(getpid()));
+    const fs::path d = fs::temp_directory_path() / ("parx-executors-" + std::to_string(getpid()));
     fs::create_directories(d);
     return d;
   }();
@@ -125,9 +125,8 @@ TEST_P(Executors, MapKeepsInputOrder) {
     EXPECT_EQ(labels, (std::vector<std::string>{"item-3", "item-1", "item-2"}));
     EXPECT_TRUE(pool.map(square, std::vector<long>{}).empty());
     // A lazy input without a size.
-    const auto lazy = pool.map(square, parx::range(100L) | std::views::filter([](long x) {
-                                         return x % 2 == 0;
-                                       }));
+    const auto lazy =
+        pool.map(square, parx::range(100L) | std::views::filter([](long x) { return x % 2 == 0; }));
     ASSERT_EQ(lazy.size(), 50u);
     EXPECT_EQ(lazy[49], 98L * 98L);
     pool.map(nothing, parx::range(100));  // void: runs, returns nothing
@@ -195,9 +194,11 @@ void expect_task_failure(Pool& pool, const std::function<void()>& f, const std::
 
 TEST_P(Executors, ExceptionsReachTheCallerAndTheOthersFinish) {
   with_executor(GetParam(), [](auto& pool) {
-    expect_task_failure(pool, [&] { (void)pool.submit(picky, 3).get(); }, "picky refuses 3");
+    expect_task_failure(
+        pool, [&] { (void)pool.submit(picky, 3).get(); }, "picky refuses 3");
     // map: the first failing item's error, in input order.
-    expect_task_failure(pool, [&] { (void)pool.map(picky, parx::range(100)); }, "picky refuses 3");
+    expect_task_failure(
+        pool, [&] { (void)pool.map(picky, parx::range(100)); }, "picky refuses 3");
     // imap: each item's outcome at its position; the others are delivered.
     int delivered = 0, failed = 0;
     auto stream = pool.imap(picky, parx::range(70));
@@ -259,11 +260,12 @@ TEST_P(Executors, ProgressReportsEveryItem) {
   with_executor(GetParam(), [](auto& pool) {
     std::atomic<std::size_t> last_done{0}, finished{0};
     std::atomic<std::size_t> total{0};
-    const auto ys = pool.map(square, parx::range(3000L), {.on_progress = [&](const parx::Progress& p) {
-                                                            last_done = p.done;
-                                                            total = p.total;
-                                                            if (p.finished) ++finished;
-                                                          }});
+    const auto ys =
+        pool.map(square, parx::range(3000L), {.on_progress = [&](const parx::Progress& p) {
+                   last_done = p.done;
+                   total = p.total;
+                   if (p.finished) ++finished;
+                 }});
     EXPECT_EQ(ys.size(), 3000u);
     EXPECT_EQ(finished.load(), 1u);
     EXPECT_EQ(last_done.load(), 3000u);
@@ -276,8 +278,10 @@ TEST_P(Executors, CheckpointResumesWithoutRunningAgain) {
   fs::remove(ckpt);
   with_executor(GetParam(), [&](auto& pool) {
     parx::MapStats first, second;
-    const auto a = pool.map(square, parx::range(500L), {.stats = &first, .checkpoint = ckpt.string()});
-    const auto b = pool.map(square, parx::range(500L), {.stats = &second, .checkpoint = ckpt.string()});
+    const auto a =
+        pool.map(square, parx::range(500L), {.stats = &first, .checkpoint = ckpt.string()});
+    const auto b =
+        pool.map(square, parx::range(500L), {.stats = &second, .checkpoint = ckpt.string()});
     EXPECT_EQ(a, b);
     EXPECT_EQ(first.resumed, 0u);
     EXPECT_EQ(second.resumed, 500u) << "every result came from the journal";

@@ -9,8 +9,8 @@
 #include <unistd.h>
 
 #include <parx/barrier.hpp>
-#include "ipc/fork_server.hpp"
 #include <parx/parx.hpp>
+#include "ipc/fork_server.hpp"
 
 #include <parx/shared_value.hpp>
 #include "helper_parent.hpp"

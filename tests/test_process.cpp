@@ -6,8 +6,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "ipc/fork_server.hpp"
 #include <parx/parx.hpp>
+#include "ipc/fork_server.hpp"
 
 #include "helper_parent.hpp"
 

@@ -20,8 +20,6 @@
 #include <fstream>
 #include <map>
 #include <numeric>
-#include "ipc/fork_server.hpp"
-#include "process/channel.hpp"
 #include <parx/parx.hpp>
 #include <set>
 #include <sstream>
@@ -29,6 +27,8 @@
 #include <string>
 #include <thread>
 #include <vector>
+#include "ipc/fork_server.hpp"
+#include "process/channel.hpp"
 
 #include "helper_parent.hpp"
 #include "test_util.hpp"

@@ -31,7 +31,8 @@ TEST(ThreadPoolAlone, MapsWithoutTheCodec) {
   EXPECT_EQ(out[42].x, 43);
   EXPECT_EQ(out[42].y, 41);
   int calls = 0;
-  for (Point p : pool.imap(shift, ps, {.progress = false})) calls += p.x > 0;
+  for (Point p : pool.imap(shift, ps, {.progress = false}))
+    calls += p.x > 0;
   EXPECT_EQ(calls, 100);
 }
 

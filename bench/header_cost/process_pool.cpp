@@ -9,7 +9,8 @@
 
 double simulate(int seed) {
   double x = seed;
-  for (int i = 0; i < 1000; ++i) x = std::sin(x) + 1.0;
+  for (int i = 0; i < 1000; ++i)
+    x = std::sin(x) + 1.0;
   return x;
 }
 PARX_REMOTE(simulate);

@@ -32,7 +32,8 @@
 //     pays (Options::compression).
 //   * Losing a whole rank aborts the MPI job (MPI's model): the launcher ends every rank, and each
 //     rank on the lost rank's host prints which rank it lost.
-//   * `shutdown({.wait, .cancel_pending})`: no new work; with cancel_pending, chunks not yet sent end
+//   * `shutdown({.wait, .cancel_pending})`: no new work; with cancel_pending, chunks not yet sent
+//   end
 //     Cancelled; with wait, returns once every sent chunk has come back and the serving ranks are
 //     released. The destructor is shutdown(). On a serving rank, the executor calls
 //     throw parx::InvalidState.

@@ -68,8 +68,8 @@ class TaskError : public Error {
   TaskErrorInfo info_;
 };
 
-// The task was cancelled before it started (Future::cancel, shutdown({.cancel_pending = true}), or a
-// sibling's failure in a structured group).
+// The task was cancelled before it started (Future::cancel, shutdown({.cancel_pending = true}), or
+// a sibling's failure in a structured group).
 class Cancelled : public Error {
  public:
   Cancelled() : Error("parx::Cancelled: the task was cancelled before it ran") {}

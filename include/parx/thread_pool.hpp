@@ -173,7 +173,6 @@ class ThreadPool {
   // Pops and runs one task from the slot on the calling (owner) thread; false when empty.
   bool run_external_slot(int slot) noexcept;
 
-
   // Stamps `t` with a task id and reports TaskQueued, when anyone listens.
   void emit_queued(detail::TaskNode* t);
 
@@ -313,7 +312,7 @@ auto ThreadPool::map(F&& f, Rg&& inputs, const MapOptions& opts) {
   auto write_stats = [&](std::size_t items, std::size_t chunks, std::size_t chunksize) {
     if (opts.stats)
       *opts.stats = {items, chunks, chunksize, static_cast<double>(detail::now_ns() - t0) * 1e-9,
-                     0, {}};
+                     0,     {}};
   };
   if constexpr (std::ranges::random_access_range<Rg> && std::ranges::sized_range<Rg>) {
     // Observed maps (progress, checkpoint, or anyone listening to events: a trace, the
@@ -392,10 +391,9 @@ auto ThreadPool::imap(F&& f, Rg&& inputs, const MapOptions& opts) {
   using Fn = std::decay_t<F>;
   using Stream = detail::MapStream<ThreadPool, View, Fn, J>;
   auto fn = std::make_shared<Fn>(std::forward<F>(f));
-  return MapRange<Stream>(std::make_unique<Stream>(*this, std::views::all(std::forward<Rg>(inputs)),
-                                                   std::move(fn), opts,
-                                                   map_tuning::thread_imap.target_chunk_us,
-                                                   map_tuning::thread_imap.max_chunk));
+  return MapRange<Stream>(std::make_unique<Stream>(
+      *this, std::views::all(std::forward<Rg>(inputs)), std::move(fn), opts,
+      map_tuning::thread_imap.target_chunk_us, map_tuning::thread_imap.max_chunk));
 }
 
 static_assert(Executor<ThreadPool>);

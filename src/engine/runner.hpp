@@ -25,9 +25,9 @@ namespace parx::detail::engine {
 
 // Where a running job reports its progress (crash and timeout attribution) and who it is.
 struct RunContext {
-  std::string host;       // for errors
-  int rank = -1;          // for errors; -1 outside a ClusterPool rank
-  std::string where;      // "in the worker", "on rank 2": completes the unknown-function message
+  std::string host;   // for errors
+  int rank = -1;      // for errors; -1 outside a ClusterPool rank
+  std::string where;  // "in the worker", "on rank 2": completes the unknown-function message
   // The position of the item running (a worker's status word, read by its parent when it dies).
   std::atomic<std::uint32_t>* item = nullptr;
   // Stamped with CLOCK_MONOTONIC_COARSE at each item's start when `timed` (per-task timeouts).

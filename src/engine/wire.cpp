@@ -43,7 +43,8 @@ void parse_job(std::span<const std::byte> payload, std::vector<JobItem>& items) 
 }
 
 BatchShape parse_batch(std::span<const std::byte> payload) {
-  if (payload.size() < kBatchHeader) throw SerializationError("a batch job shorter than its header");
+  if (payload.size() < kBatchHeader)
+    throw SerializationError("a batch job shorter than its header");
   BatchShape s;
   s.fn = load_at<std::uint64_t>(payload, 0);
   const auto n = load_at<std::uint64_t>(payload, 8);
@@ -270,7 +271,8 @@ ResultView parse_result(std::span<const std::byte> body, std::size_t n, bool bat
   std::size_t pos = kResultHeader;
   if (batch) {
     const std::size_t packed = round_up(n * result_size, 8);
-    if (body.size() - pos < packed) throw SerializationError("a batch result shorter than its values");
+    if (body.size() - pos < packed)
+      throw SerializationError("a batch result shorter than its values");
     v.packed = body.data() + pos;
     pos += packed;
   }

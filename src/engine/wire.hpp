@@ -107,11 +107,11 @@ void put_error(Encoder& out, const std::exception_ptr& e, std::int64_t index,
 // A decoded error, before it becomes an exception (a receiver may correct the task index).
 struct WireError {
   ErrKind kind = ErrKind::task;
-  TaskErrorInfo info;       // task
-  std::int64_t pid = 0;     // crashed
-  int signal = 0;           // crashed
-  int exit_code = 0;        // crashed
-  std::string text;         // timeout, cancelled: the message
+  TaskErrorInfo info;    // task
+  std::int64_t pid = 0;  // crashed
+  int signal = 0;        // crashed
+  int exit_code = 0;     // crashed
+  std::string text;      // timeout, cancelled: the message
   std::int64_t index() const noexcept { return info.task_index; }
   void set_index(std::int64_t i) noexcept { info.task_index = i; }
   // The exception as thrown to the caller; `where` ("on rank 2, host n1") is added to crashes,
@@ -161,8 +161,7 @@ class ResultWriter {
   void open_record(std::uint32_t status, std::size_t slot, std::size_t pad) {
     static constexpr std::byte zeros[64] = {};
     record_at_ = out_.size();
-    const std::uint64_t hdr[2] = {(std::uint64_t{pad} << 57) | (std::uint64_t{status} << 63),
-                                  slot};
+    const std::uint64_t hdr[2] = {(std::uint64_t{pad} << 57) | (std::uint64_t{status} << 63), slot};
     out_.write(hdr, sizeof hdr);
     if (pad) out_.write(zeros, pad);
     body_at_ = out_.size();
@@ -182,10 +181,10 @@ class ResultWriter {
 
 // One outcome of a parsed result.
 struct Outcome {
-  std::size_t slot;                 // position of the item in its job
-  bool ok;                          // value (true) or error
+  std::size_t slot;                  // position of the item in its job
+  bool ok;                           // value (true) or error
   std::span<const std::byte> bytes;  // the encoded value or error
-  std::size_t at;                   // offset of `bytes` in the result (the decoding base)
+  std::size_t at;                    // offset of `bytes` in the result (the decoding base)
 };
 
 class ResultView {

@@ -525,5 +525,4 @@ void detail::start_fork_server() {
   detail::g_server = new detail::ForkServer(fds[0], pid);  // lives as long as the process
 }
 
-
 }  // namespace parx

@@ -121,8 +121,8 @@ void ClusterImpl::handle_result(Bytes msg, Trailer t, bool local) {
     });
   } catch (const std::exception& e) {
     // Unreadable (checked whole before any delivery): every item fails with the reason.
-    const std::string why = std::string(e.what()) + " (from rank " + std::to_string(from) +
-                            ", host " + host + ")";
+    const std::string why =
+        std::string(e.what()) + " (from rank " + std::to_string(from) + ", host " + host + ")";
     for (std::size_t k = 0; k < j->n; ++k)
       j->sink->error(k, std::make_exception_ptr(SerializationError(why)));
     failed = j->n;
@@ -279,8 +279,8 @@ bool ClusterImpl::receive() {
       const std::string why(reinterpret_cast<const char*>(msg.data()), msg.size());
       std::fprintf(stderr, "parx: rank %d refused a ClusterPool message: %s\n", st->source,
                    why.c_str());
-      fail_rank_jobs(st->source,
-                     "rank " + std::to_string(st->source) + " refused a ClusterPool message: " + why);
+      fail_rank_jobs(st->source, "rank " + std::to_string(st->source) +
+                                     " refused a ClusterPool message: " + why);
       continue;
     }
     try {

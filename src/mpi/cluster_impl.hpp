@@ -24,17 +24,17 @@
 #include <thread>
 #include <unordered_map>
 
-#include "core/output_relay.hpp"
-#include "parx/detail/sync.hpp"
-#include "parx/mpi.hpp"
-#include "parx/observe/events.hpp"
-#include "parx/observe/trace.hpp"
-#include "parx/observe/metrics.hpp"
-#include "parx/thread_pool.hpp"
 #include "core/console.hpp"
+#include "core/output_relay.hpp"
 #include "engine/wire.hpp"
 #include "mpi/cluster_server.hpp"
 #include "mpi/cluster_wire.hpp"
+#include "parx/detail/sync.hpp"
+#include "parx/mpi.hpp"
+#include "parx/observe/events.hpp"
+#include "parx/observe/metrics.hpp"
+#include "parx/observe/trace.hpp"
+#include "parx/thread_pool.hpp"
 
 namespace parx::detail {
 

@@ -18,8 +18,7 @@ ClusterImpl::~ClusterImpl() {
   if (rank_out_) restore_output();  // a serving rank that never served (its constructor threw)
   if (watch_) {
     LostRankWatch* w = watch_.get();
-    if (g_watch.compare_exchange_strong(w, nullptr))
-      sigaction(SIGTERM, &watch_->previous, nullptr);
+    if (g_watch.compare_exchange_strong(w, nullptr)) sigaction(SIGTERM, &watch_->previous, nullptr);
   }
 }
 

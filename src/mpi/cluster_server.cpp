@@ -88,9 +88,8 @@ void ClusterServer::execute(std::span<const std::byte> p, const Trailer& t) {
 
 void ClusterServer::run(Bytes payload, const Trailer& t) {
   if (threads_) {
-    (void)threads_->submit([this, p = std::move(payload), t]() mutable {
-      execute(std::span<const std::byte>(p), t);
-    });
+    (void)threads_->submit(
+        [this, p = std::move(payload), t]() mutable { execute(std::span<const std::byte>(p), t); });
     return;
   }
   RemoteJob job;

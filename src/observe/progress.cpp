@@ -273,8 +273,7 @@ void MapMonitor::finish() noexcept {
   const Progress p = snapshot(now_ns());
   if (bar_) {
     // The final state stays on the screen; the live bar goes at the next redraw (poked now).
-    console_end_bar(
-        id_, console_tty() ? bar_line(p, terminal_width()) + "\n" : plain_line(p));
+    console_end_bar(id_, console_tty() ? bar_line(p, terminal_width()) + "\n" : plain_line(p));
     ProgressThread::get().poke();
   }
   report(p);

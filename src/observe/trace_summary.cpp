@@ -243,8 +243,7 @@ Slice read_slice(const json& e, const json& a, std::size_t i, const std::string&
   if (!ts) fail(source + ": " + describe(e, i) + " is a task slice without \"ts\"");
   if (!dur) fail(source + ": " + describe(e, i) + " is a task slice without \"dur\"");
   if (*dur < 0)
-    fail(source + ": " + describe(e, i) + ": \"dur\" is negative (" + std::to_string(*dur) +
-         ")");
+    fail(source + ": " + describe(e, i) + ": \"dur\" is negative (" + std::to_string(*dur) + ")");
   Slice t;
   t.name = name ? *name : std::string("(unnamed)");
   t.pid = id_field(e, "pid", i, source);
@@ -353,7 +352,6 @@ void summarize_span(const json& doc, const std::vector<Slice>& slices, TraceSumm
     }
   }
   s.wall_us = s.end_us - s.start_us;
-
 }
 
 void summarize_functions(const std::vector<Slice>& slices, TraceSummary& s) {
@@ -391,7 +389,6 @@ void summarize_functions(const std::vector<Slice>& slices, TraceSummary& s) {
   std::sort(s.functions.begin(), s.functions.end(), [](const auto& x, const auto& y) {
     return x.total_us != y.total_us ? x.total_us > y.total_us : x.name < y.name;
   });
-
 }
 
 void summarize_workers(const Parsed& p, const TraceSummaryOptions& options, TraceSummary& s) {
@@ -437,7 +434,6 @@ void summarize_workers(const Parsed& p, const TraceSummaryOptions& options, Trac
     s.busy_us += w.busy_us;
     s.workers.push_back(std::move(w));
   }
-
 }
 
 void summarize_pools(const Parsed& p, TraceSummary& s) {
@@ -481,7 +477,6 @@ void summarize_pools(const Parsed& p, TraceSummary& s) {
     }
     s.pools.push_back(std::move(ps));
   }
-
 }
 
 // The longest chain through the spawn tree.

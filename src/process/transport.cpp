@@ -517,40 +517,40 @@ void ProcessTransport::error_outcome(Job& j, const ItemRef& it, engine::WireErro
 // again as a new task.
 void ProcessTransport::split_at_culprit(Slot& s, Job& j, std::size_t cur, const ExitStatus& es,
                                         std::vector<std::unique_ptr<Job>>& again, Done& done) {
-    std::vector<ItemRef> before(j.items.begin(), j.items.begin() + cur);
-    std::vector<ItemRef> after(j.items.begin() + cur + 1, j.items.end());
-    ItemRef culprit = j.items[cur];
-    if (!before.empty()) again.push_back(sub_job(j, std::move(before)));
-    std::exception_ptr err;
-    if (s.kill == Slot::Timeout) {
-      ++stats_.timeouts;
-      err = std::make_exception_ptr(
-          TimeoutError("parx::TimeoutError: task " + std::to_string(culprit.index) +
-                       " ran longer than " + std::to_string(opts_.timeout.count()) +
-                       " ms; worker pid " + std::to_string(s.pid) + " was killed and replaced"));
-    } else if (s.kill == Slot::Corrupt) {
-      err = std::make_exception_ptr(SerializationError(s.kill_detail + "; worker replaced"));
-    } else if (culprit.attempts < opts_.retries && accepting_) {
-      ++culprit.attempts;
-      ++stats_.retries;
-      if (j.task_id) emit_job(observe::EventKind::TaskRetried, j);
-      again.push_back(sub_job(j, {culprit}));
-    } else {
-      std::string detail =
-          (j.fn_name.empty() ? std::string() : "in " + j.fn_name + "; ") +
-          (s.kill == Slot::Memory ? s.kill_detail : std::string("the worker was replaced"));
-      if (culprit.attempts > 0)
-        detail += "; failed " + std::to_string(culprit.attempts + 1) + " times";
-      err = std::make_exception_ptr(
-          WorkerCrashed(s.pid, es.signal, es.exit_code, culprit.index, detail));
-    }
-    if (err) fail_item(j, culprit, err, done);
-    // The job as scheduled ends here (its other items run again as new tasks).
-    ++counters_.failed;
-    if (j.task_id)
-      emit_job(observe::EventKind::TaskFailed, j, static_cast<int>(s.index), s.pid, 0,
-               exit_text(es).c_str());
-    if (!after.empty()) again.push_back(sub_job(j, std::move(after)));
+  std::vector<ItemRef> before(j.items.begin(), j.items.begin() + cur);
+  std::vector<ItemRef> after(j.items.begin() + cur + 1, j.items.end());
+  ItemRef culprit = j.items[cur];
+  if (!before.empty()) again.push_back(sub_job(j, std::move(before)));
+  std::exception_ptr err;
+  if (s.kill == Slot::Timeout) {
+    ++stats_.timeouts;
+    err = std::make_exception_ptr(
+        TimeoutError("parx::TimeoutError: task " + std::to_string(culprit.index) +
+                     " ran longer than " + std::to_string(opts_.timeout.count()) +
+                     " ms; worker pid " + std::to_string(s.pid) + " was killed and replaced"));
+  } else if (s.kill == Slot::Corrupt) {
+    err = std::make_exception_ptr(SerializationError(s.kill_detail + "; worker replaced"));
+  } else if (culprit.attempts < opts_.retries && accepting_) {
+    ++culprit.attempts;
+    ++stats_.retries;
+    if (j.task_id) emit_job(observe::EventKind::TaskRetried, j);
+    again.push_back(sub_job(j, {culprit}));
+  } else {
+    std::string detail =
+        (j.fn_name.empty() ? std::string() : "in " + j.fn_name + "; ") +
+        (s.kill == Slot::Memory ? s.kill_detail : std::string("the worker was replaced"));
+    if (culprit.attempts > 0)
+      detail += "; failed " + std::to_string(culprit.attempts + 1) + " times";
+    err = std::make_exception_ptr(
+        WorkerCrashed(s.pid, es.signal, es.exit_code, culprit.index, detail));
+  }
+  if (err) fail_item(j, culprit, err, done);
+  // The job as scheduled ends here (its other items run again as new tasks).
+  ++counters_.failed;
+  if (j.task_id)
+    emit_job(observe::EventKind::TaskFailed, j, static_cast<int>(s.index), s.pid, 0,
+             exit_text(es).c_str());
+  if (!after.empty()) again.push_back(sub_job(j, std::move(after)));
 }
 
 void ProcessTransport::handle_exit(Slot& s, const ExitStatus& es, Done& done) {

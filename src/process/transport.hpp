@@ -26,9 +26,9 @@
 #include <thread>
 #include <vector>
 
+#include "core/output_relay.hpp"
 #include "engine/wire.hpp"
 #include "ipc/fork_server.hpp"
-#include "core/output_relay.hpp"
 #include "parx/detail/sync.hpp"
 #include "parx/observe/events.hpp"
 #include "parx/observe/metrics.hpp"
@@ -68,11 +68,11 @@ struct Job {
   std::vector<ItemRef> items;  // empty for a fresh batch job: item k is {first_index + k, k, k}
   std::size_t count = 0;       // items in the job
   std::int64_t first_index = 0;
-  int memfd = -1;              // payload by reference, kept until the job completes
-  int blameless = 0;           // requeues after deaths that did not start it
-  bool batch = false;          // packed arguments (kBatch); items[k].offset is the position
+  int memfd = -1;                 // payload by reference, kept until the job completes
+  int blameless = 0;              // requeues after deaths that did not start it
+  bool batch = false;             // packed arguments (kBatch); items[k].offset is the position
   std::uint32_t result_size = 0;  // batch: bytes per packed result
-  std::uint64_t task_id = 0;  // observe events (0 when nobody listened at submission)
+  std::uint64_t task_id = 0;      // observe events (0 when nobody listened at submission)
   ~Job() {
     if (memfd >= 0) close(memfd);
   }
@@ -238,8 +238,8 @@ class ProcessTransport final : public observe::detail::PoolSource {
   bool send_job(Slot& s, Job& j);
   bool drain(Slot& s, Done& done);
   void handle_result(Slot& s, std::span<const std::byte> payload, Done& done);
-  void error_outcome(Job& j, const ItemRef& it, engine::WireError err,
-                     std::vector<ItemRef>& retry, Done& done);
+  void error_outcome(Job& j, const ItemRef& it, engine::WireError err, std::vector<ItemRef>& retry,
+                     Done& done);
   void submit_job(std::unique_ptr<Job> job);
   void handle_exit(Slot& s, const ExitStatus& es, Done& done);
   void split_at_culprit(Slot& s, Job& j, std::size_t cur, const ExitStatus& es,

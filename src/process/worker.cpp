@@ -9,9 +9,9 @@
 #include <cstring>
 #include <thread>
 
+#include "core/output_relay.hpp"
 #include "engine/runner.hpp"
 #include "ipc/fork_server.hpp"
-#include "core/output_relay.hpp"
 #include "parx/detail/sync.hpp"
 #include "parx/future.hpp"
 #include "parx/log.hpp"

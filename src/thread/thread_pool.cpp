@@ -16,8 +16,8 @@
 #include <mutex>
 #include <thread>
 
-#include "thread/wsq.hpp"
 #include "parx/observe/metrics.hpp"
+#include "thread/wsq.hpp"
 
 namespace parx::detail {
 namespace {

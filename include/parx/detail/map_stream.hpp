@@ -166,11 +166,10 @@ class MapStream {
       total = static_cast<std::size_t>(std::ranges::size(view_));
     monitor_ = MapMonitor::start(opts_, total, name_);
     if (!opts_.checkpoint.empty()) {
-      journal_ = J::template open<In, R>(opts_, "fn=" + (fn.empty() ? std::string(typeid(F).name()) : fn) +
-                                 "; in=" + typeid(In).name() + "; out=" + typeid(R).name() +
-                                 "; n=" +
-                                 (std::ranges::sized_range<View> ? std::to_string(total)
-                                                                 : "unsized"));
+      journal_ = J::template open<In, R>(
+          opts_, "fn=" + (fn.empty() ? std::string(typeid(F).name()) : fn) +
+                     "; in=" + typeid(In).name() + "; out=" + typeid(R).name() +
+                     "; n=" + (std::ranges::sized_range<View> ? std::to_string(total) : "unsized"));
     }
   }
 

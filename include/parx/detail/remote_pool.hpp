@@ -31,8 +31,8 @@
 #include <variant>
 #include <vector>
 
-#include "parx/codec.hpp"
 #include "parx/checkpoint.hpp"
+#include "parx/codec.hpp"
 #include "parx/detail/map_stream.hpp"
 #include "parx/errors.hpp"
 #include "parx/executor.hpp"
@@ -335,7 +335,6 @@ auto map_through_imap(Pool& pool, F&& f, Rg&& inputs, const MapOptions& opts) {
   }
 }
 
-
 // One job for a transport: a submit (one item) or a chunk of a map.
 struct RemoteJob {
   FunctionId fn = 0;
@@ -346,7 +345,6 @@ struct RemoteJob {
   bool batch = false;            // packed arguments (batch_traits)
   std::unique_ptr<PoolSink> sink;
 };
-
 
 template <class Pool>
 class RemotePool {
@@ -404,11 +402,9 @@ class RemotePool {
     (void)pool_function_id(f);  // an unregistered function fails here, not in a worker
     using Stream = MapStream<Pool, View, Fn, CodecJournal>;
     auto fn = std::make_shared<Fn>(std::forward<F>(f));
-    return MapRange<Stream>(std::make_unique<Stream>(self(),
-                                                     std::views::all(std::forward<Rg>(inputs)),
-                                                     std::move(fn), opts,
-                                                     Pool::kMapTuning.target_chunk_us,
-                                                     Pool::kMapTuning.max_chunk));
+    return MapRange<Stream>(std::make_unique<Stream>(
+        self(), std::views::all(std::forward<Rg>(inputs)), std::move(fn), opts,
+        Pool::kMapTuning.target_chunk_us, Pool::kMapTuning.max_chunk));
   }
   template <class F, std::ranges::input_range Rg>
   auto imap_unordered(F&& f, Rg&& inputs, const MapOptions& opts = {}) {

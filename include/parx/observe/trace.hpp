@@ -12,7 +12,8 @@
 //   PARX_TRACE=run.json ./prog          every pool of the program; written when it exits normally
 //                                         (under mpiexec, ranks other than 0 write
 //                                         run.json.rank<N>)
-//   observe::TraceRecorder rec("b.json"); a region of a program, every pool or (rec.only(pool.id()))
+//   observe::TraceRecorder rec("b.json"); a region of a program, every pool or
+//   (rec.only(pool.id()))
 //                                         one; written when `rec` ends
 //
 // Contract
