@@ -11,20 +11,10 @@ std::string last_throw_trace();
 
 namespace parx::detail::engine {
 
-namespace {
-constexpr std::byte kZeros[64] = {};
-}
-
 // ---- jobs ---------------------------------------------------------------------------------------
 
 std::vector<JobItem> parse_job(std::span<const std::byte> payload) {
   std::vector<JobItem> items;
-  parse_job(payload, items);
-  return items;
-}
-
-void parse_job(std::span<const std::byte> payload, std::vector<JobItem>& items) {
-  items.clear();
   if (payload.size() < kJobHeader) throw SerializationError("a job shorter than its header");
   const auto n = load_at<std::uint64_t>(payload, 8);
   if (n > payload.size() / 16) throw SerializationError("a job claims more items than it holds");
@@ -40,6 +30,7 @@ void parse_job(std::span<const std::byte> payload, std::vector<JobItem>& items) 
     items.push_back({load_at<std::int64_t>(payload, pos), pos, pos + 16 + pad, len});
     pos += 16 + pad + len;
   }
+  return items;
 }
 
 BatchShape parse_batch(std::span<const std::byte> payload) {

@@ -47,6 +47,8 @@ inline constexpr std::uint32_t kResultBatch = 1;       // result flag: packed re
 inline constexpr std::size_t kRecordHeader = 16;       // an outcome record's header
 inline constexpr std::uint64_t kRecordLenMask = (std::uint64_t{1} << 57) - 1;
 
+inline constexpr std::byte kZeros[64] = {};  // padding
+
 constexpr std::size_t round_up(std::size_t n, std::size_t a) {
   return (n + a - 1) / a * a;
 }
@@ -68,10 +70,9 @@ struct JobItem {
   std::size_t len;      // of its encoded arguments
 };
 
-// The items of a plain job payload, each checked to lie within it (the second form reuses
-// `items`' storage).
+// The items of a plain job payload, each checked to lie within it (a rank's worker processes keep
+// this table beside the payload; the runner reads items as they run instead).
 std::vector<JobItem> parse_job(std::span<const std::byte> payload);
-void parse_job(std::span<const std::byte> payload, std::vector<JobItem>& items);
 
 struct BatchShape {
   FunctionId fn = 0;
@@ -130,7 +131,8 @@ WireError get_error(Decoder& d);
 // from elsewhere with their base (value()).
 class ResultWriter {
  public:
-  ResultWriter() = default;
+  // `reserve`: bytes of buffer to start with (a worker sizes it for a chunk once and reuses it).
+  explicit ResultWriter(std::size_t reserve = 256) : out_(reserve) {}
   // Starts a result of `n` items (a batch: `result_size` bytes per packed result, zeroed unless
   // `zero` is false: the runner writes every packed result, or zeroes a failed item's).
   void reset(std::size_t n, bool batch, std::size_t result_size, bool zero = true);
@@ -159,11 +161,10 @@ class ResultWriter {
 
  private:
   void open_record(std::uint32_t status, std::size_t slot, std::size_t pad) {
-    static constexpr std::byte zeros[64] = {};
     record_at_ = out_.size();
     const std::uint64_t hdr[2] = {(std::uint64_t{pad} << 57) | (std::uint64_t{status} << 63), slot};
     out_.write(hdr, sizeof hdr);
-    if (pad) out_.write(zeros, pad);
+    if (pad) out_.write(kZeros, pad);
     body_at_ = out_.size();
   }
   void close_record() {
@@ -174,7 +175,7 @@ class ResultWriter {
     w0 |= len;
     std::memcpy(out_.data() + record_at_, &w0, sizeof w0);
   }
-  Encoder out_{64 * 1024};
+  Encoder out_;
   std::size_t record_at_ = 0;
   std::size_t body_at_ = 0;
 };

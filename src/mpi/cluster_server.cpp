@@ -52,6 +52,9 @@ class ResultSink final : public PoolSink {
 ClusterServer::ClusterServer(const ClusterPool::Options& o, std::size_t slots, int rank,
                              std::string host, Done done, bool caller_runs)
     : rank_(rank), host_(std::move(host)), done_(std::move(done)) {
+  ctx_.host = host_;
+  ctx_.rank = rank_;
+  ctx_.where = "on rank " + std::to_string(rank_);
   if (o.processes) {
     ProcessPool::Options po = o.process;
     po.workers = slots;
@@ -65,17 +68,13 @@ ClusterServer::ClusterServer(const ClusterPool::Options& o, std::size_t slots, i
 ClusterServer::~ClusterServer() = default;
 
 void ClusterServer::execute(std::span<const std::byte> p, const Trailer& t) {
-  engine::RunContext ctx;
-  ctx.host = host_;
-  ctx.rank = rank_;
-  ctx.where = "on rank " + std::to_string(rank_);
   engine::ResultWriter out;
   const bool batch = t.flags & cluster::kFlagBatch;
   std::int64_t elapsed = 0;
   try {
     if (p.size() < engine::kJobHeader || engine::load_at<std::uint64_t>(p, 8) != t.n)
       throw SerializationError("a job does not match its item count");
-    elapsed = engine::run_job(p, batch, t.number, ctx, out);
+    elapsed = engine::run_job(p, batch, t.number, ctx_, out);
   } catch (...) {  // an unreadable job: every item fails with the reason
     out.reset(t.n, batch, t.result_size);
     for (std::size_t k = 0; k < t.n; ++k)

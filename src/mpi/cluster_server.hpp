@@ -13,6 +13,7 @@
 #include <span>
 #include <string>
 
+#include "engine/runner.hpp"
 #include "engine/wire.hpp"
 #include "mpi/cluster_wire.hpp"
 #include "parx/cluster_pool.hpp"
@@ -41,6 +42,7 @@ class ClusterServer {
  private:
   int rank_;
   std::string host_;
+  engine::RunContext ctx_;  // read-only: shared by the threads that run jobs
   Done done_;
   std::optional<ThreadPool> threads_;
   std::unique_ptr<ProcessTransport> procs_;

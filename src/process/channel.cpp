@@ -197,6 +197,12 @@ void ring_pop(Ring r, const Frame& f) {
   r.ctl->head.store(f.next, std::memory_order_release);
 }
 
+std::string host_name() {
+  char buf[256] = {};
+  if (gethostname(buf, sizeof buf - 1) != 0) return "localhost";
+  return buf;
+}
+
 std::size_t resident_bytes(int pid) {
   char path[64];
   std::snprintf(path, sizeof path, "/proc/%d/statm", static_cast<int>(pid));

@@ -153,6 +153,9 @@ enum class Peek { Empty, Frame, Corrupt };
 Peek ring_peek(Ring r, Frame& f, std::string& why);
 void ring_pop(Ring r, const Frame& f);
 
+// This host's name ("localhost" if it has none): the workers' and the pool's origin.
+std::string host_name();
+
 // The resident set of process `pid`, bytes (0 if unknown).
 std::size_t resident_bytes(int pid);
 

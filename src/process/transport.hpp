@@ -8,8 +8,8 @@
 // One I/O thread reads every response ring, completes futures (outside the lock), dispatches
 // queued jobs to workers that freed up, enforces timeouts and memory ceilings, and handles worker
 // exits: it attributes the death to the exact item from the worker's status words, fails or
-// retries that item, requeues the others and starts a replacement. It sleeps on the pool's
-// doorbell futex, which workers, submitters and the fork server's exit reports bump.
+// retries that item, requeues the others and starts a replacement (supervise.cpp). It sleeps on
+// the pool's doorbell futex, which workers, submitters and the fork server's exit reports bump.
 //
 // Thread-safety: every public member may be called from any thread.
 #pragma once
@@ -40,9 +40,6 @@ namespace parx::detail {
 namespace proc {
 
 using namespace channel;
-
-// This host's name ("localhost" if it has none).
-std::string host_name();
 
 struct Holder {
   std::unique_ptr<PoolSink> sink;
@@ -299,7 +296,7 @@ class ProcessTransport final : public observe::detail::PoolSource {
   std::int64_t next_mem_check_ = 0;
   std::int64_t job_ns_ = -1;
   const std::uint64_t exec_id_ = observe::next_executor_id();
-  const std::string host_ = proc::host_name();
+  const std::string host_ = channel::host_name();
   observe::Counters counters_;  // submitted, done, failed, cancelled, bytes_moved (under mu_)
   observe::detail::PoolRegistration registration_;  // last: unregistered first
 };

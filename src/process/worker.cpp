@@ -27,12 +27,6 @@ namespace {
 
 using namespace channel;
 
-std::string host_name() {
-  char buf[256] = {};
-  if (gethostname(buf, sizeof buf - 1) != 0) return "localhost";
-  return buf;
-}
-
 class Worker {
  public:
   Worker(const WorkerBoot& b, int sock, PoolHeader* hdr, RegionLayout* reg)
@@ -184,7 +178,7 @@ class Worker {
   RegionLayout* reg_;
   Ring req_, resp_;
   engine::RunContext ctx_;
-  engine::ResultWriter out_;
+  engine::ResultWriter out_{64 * 1024};
   std::uint64_t done_ = 0;        // items run
   std::uint64_t last_items_ = 0;  // items of the last job
 };

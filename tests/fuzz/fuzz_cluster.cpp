@@ -14,6 +14,7 @@
 #include "engine/wire.hpp"
 #include "mpi/cluster_wire.hpp"
 #include "replay.hpp"
+#include "sample_jobs.hpp"
 
 namespace {
 
@@ -77,27 +78,16 @@ std::vector<std::vector<std::uint8_t>> fuzz_seeds() {
       in.push_back(static_cast<std::uint8_t>(x));
     seeds.push_back(std::move(in));
   };
-  parx::Encoder job(64);
-  const std::uint64_t jh[2] = {0x1234, 2};
-  job.write(jh, sizeof jh);
-  for (int i = 0; i < 2; ++i) {
-    const std::uint64_t ih[2] = {static_cast<std::uint64_t>(i), 4};
-    job.write(ih, sizeof ih);
-    job.put(static_cast<std::int32_t>(i * 10));
-  }
   Trailer tj{};
   tj.kind = cluster::kKindJob;
   tj.n = 2;
   tj.fn = 0x1234;
-  seed(false, job.take(), tj, false);
-  parx::Bytes batch(engine::kBatchHeader + 3 * 8);
-  const std::uint64_t bh[4] = {0x1234, 3, 8, 8};
-  std::memcpy(batch.data(), bh, sizeof bh);
+  seed(false, sample_plain_job(), tj, false);
   Trailer tb = tj;
   tb.flags = cluster::kFlagBatch;
   tb.n = 3;
   tb.result_size = 8;
-  seed(false, batch, tb, false);
+  seed(false, sample_batch_job(), tb, false);
   engine::ResultWriter w;
   w.reset(3, false, 0);
   w.begin_value(0).put(std::string(300, 'x'));

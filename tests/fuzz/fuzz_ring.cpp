@@ -15,6 +15,7 @@
 #include "engine/wire.hpp"
 #include "process/channel.hpp"
 #include "replay.hpp"
+#include "sample_jobs.hpp"
 
 namespace {
 
@@ -123,19 +124,10 @@ std::vector<std::vector<std::uint8_t>> fuzz_seeds() {
     in.insert(in.end(), b, b + (tail - start - split));
     seeds.push_back(std::move(in));
   };
-  parx::Encoder job(64);
-  const std::uint64_t jh[2] = {0x1234, 2};
-  job.write(jh, sizeof jh);
-  for (int i = 0; i < 2; ++i) {
-    const std::uint64_t ih[2] = {static_cast<std::uint64_t>(i), 4};
-    job.write(ih, sizeof ih);
-    job.put(static_cast<std::int32_t>(i * 10));
-  }
-  seed(kRun, 0, {job.data(), job.size()}, false);
-  seed(kRun, 0, {job.data(), job.size()}, true);
-  parx::Bytes batch(engine::kBatchHeader + 3 * 8);
-  const std::uint64_t bh[4] = {0x1234, 3, 8, 8};
-  std::memcpy(batch.data(), bh, sizeof bh);
+  const parx::Bytes job = sample_plain_job();
+  seed(kRun, 0, job, false);
+  seed(kRun, 0, job, true);
+  const parx::Bytes batch = sample_batch_job();
   seed(kRun, kBatch, batch, false);
   engine::ResultWriter w;
   w.reset(2, false, 0);
