@@ -157,9 +157,11 @@ TEST(Cluster, MapsInOrderAndInCompletionOrder) {
   for (auto& f : parx::as_completed(fs))
     sum += f.get();
   EXPECT_EQ(sum, 2470);
-  const auto s = pool.stats();
-  EXPECT_GT(s.tasks, 20'000u);
+  const auto s = pool.counters();
+  EXPECT_GT(s.done, 20'000u);
   EXPECT_EQ(s.failed, 0u);
+  EXPECT_EQ(s.submitted, s.done) << "every item counted once";
+  EXPECT_EQ(s.running + s.queue_depth, 0u);
 }
 
 TEST(Cluster, RanksAndWorkersAreReported) {
@@ -335,7 +337,7 @@ TEST(Cluster, LargeArgumentsAndCompression) {
     EXPECT_EQ(out[12345], 2.0 * v[12345]);
   }
   if (mpi::size() > 1) {
-    const auto s = pool.stats();
+    const auto s = pool.counters();
     EXPECT_GT(s.compressed, 0u);
     EXPECT_GT(s.bytes_saved, 0u);
   }

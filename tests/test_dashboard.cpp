@@ -177,7 +177,15 @@ void expect_counters_equal(const json& jp, const parx::observe::Counters& c) {
   EXPECT_EQ(j.at("retried").get<std::uint64_t>(), c.retried);
   EXPECT_EQ(j.at("worker_restarts").get<std::uint64_t>(), c.worker_restarts);
   EXPECT_EQ(j.at("queue_depth").get<std::uint64_t>(), c.queue_depth);
+  EXPECT_EQ(j.at("chunks").get<std::uint64_t>(), c.chunks);
+  EXPECT_EQ(j.at("crashes").get<std::uint64_t>(), c.crashes);
+  EXPECT_EQ(j.at("timeouts").get<std::uint64_t>(), c.timeouts);
+  EXPECT_EQ(j.at("corrupt_messages").get<std::uint64_t>(), c.corrupt_messages);
   EXPECT_EQ(j.at("bytes_moved").get<std::uint64_t>(), c.bytes_moved);
+  EXPECT_EQ(j.at("bytes_sent").get<std::uint64_t>(), c.bytes_sent);
+  EXPECT_EQ(j.at("bytes_received").get<std::uint64_t>(), c.bytes_received);
+  EXPECT_EQ(j.at("compressed").get<std::uint64_t>(), c.compressed);
+  EXPECT_EQ(j.at("bytes_saved").get<std::uint64_t>(), c.bytes_saved);
 }
 
 // ---- binding --------------------------------------------------------------------------------

@@ -28,6 +28,8 @@
 #include <tuple>
 #include <vector>
 
+#include "test_util.hpp"
+
 namespace fs = std::filesystem;
 
 namespace {
@@ -288,6 +290,58 @@ TEST_P(Executors, CheckpointResumesWithoutRunningAgain) {
     EXPECT_EQ(b[499], 499L * 499L);
   });
   fs::remove(ckpt);
+}
+
+// observe::Counters mean the same in every pool: a task is one item, however the pool chunks it.
+template <class Pool>
+parx::observe::Counters settled_counters(Pool& pool) {
+  parx::observe::Counters c;
+  // A ThreadPool's worker counts a task's end just after its future is ready.
+  EXPECT_TRUE(parx_test::eventually([&] {
+    c = pool.counters();
+    return c.running == 0 && c.queue_depth == 0 &&
+           c.submitted == c.done + c.failed + c.cancelled;
+  })) << "submitted " << c.submitted << " done " << c.done << " failed " << c.failed
+      << " cancelled " << c.cancelled << " running " << c.running << " queued " << c.queue_depth;
+  return c;
+}
+
+TEST_P(Executors, CountersCountItemsAlike) {
+  with_executor(GetParam(), [](auto& pool) {
+    const auto c0 = settled_counters(pool);
+    (void)pool.map(square, parx::range(5000L));
+    const auto c1 = settled_counters(pool);
+    EXPECT_EQ(c1.submitted - c0.submitted, 5000u);
+    EXPECT_EQ(c1.done - c0.done, 5000u);
+    EXPECT_EQ(c1.failed, c0.failed);
+    EXPECT_GE(c1.chunks - c0.chunks, 1u);
+    EXPECT_LT(c1.chunks - c0.chunks, 5000u) << "chunks are not items";
+
+    // The chunked engine (a progress callback makes a ThreadPool's map use it too).
+    (void)pool.map(square, parx::range(3000L), {.on_progress = [](const parx::Progress&) {}});
+    const auto c2 = settled_counters(pool);
+    EXPECT_EQ(c2.submitted - c1.submitted, 3000u);
+    EXPECT_EQ(c2.done - c1.done, 3000u);
+
+    // Items that throw inside a chunk count failed, one by one.
+    auto stream = pool.imap(picky, parx::range(70));
+    for (int k = 0; k < 70; ++k) {
+      try {
+        (void)stream.next();
+      } catch (const std::exception&) {
+      }
+    }
+    const auto c3 = settled_counters(pool);
+    EXPECT_EQ(c3.submitted - c2.submitted, 70u);
+    EXPECT_EQ(c3.done - c2.done, 60u);
+    EXPECT_EQ(c3.failed - c2.failed, 10u);
+
+    EXPECT_EQ(pool.submit(square, 3L).get(), 9L);
+    const auto c4 = settled_counters(pool);
+    EXPECT_EQ(c4.submitted - c3.submitted, 1u);
+    EXPECT_EQ(c4.done - c3.done, 1u);
+    EXPECT_EQ(c4.chunks - c3.chunks, 1u);
+  });
 }
 
 std::vector<Param> params() {

@@ -405,7 +405,7 @@ TEST(ProcessPool, ExceptionsArriveAsTaskErrorWithTypeMessagePidHostAndTrace) {
 
   EXPECT_EQ(pool.submit(throws_kind, 9).get(), 9);  // the worker lives on
   EXPECT_EQ(pool.pids().at(0), wpid);
-  EXPECT_EQ(pool.stats().crashes, 0u);
+  EXPECT_EQ(pool.counters().crashes, 0u);
 }
 
 TEST(ProcessPool, MapFailsAtTheFirstFailingItemAndImapKeepsTheOthers) {
@@ -443,7 +443,7 @@ TEST(ProcessPool, RetryOnExceptionIsOptIn) {
   parx::ProcessPool pool({.workers = 1, .retries = 1, .retry_exceptions = true});
   const auto marker = temp_marker("throws-once-b");
   EXPECT_EQ(pool.submit(throws_once, marker).get(), 8);
-  EXPECT_EQ(pool.stats().retries, 1u);
+  EXPECT_EQ(pool.counters().retried, 1u);
   std::filesystem::remove(marker);
 }
 
@@ -457,7 +457,7 @@ TEST(ProcessPool, UnregisteredFunctionIsRefusedAtSubmitNamingIt) {
   EXPECT_NE(std::string(e.what()).find("PARX_REMOTE"), std::string::npos) << e.what();
   auto e2 = expect_throw<parx::Error>([&] { pool.map(not_registered, parx::range(10)); });
   EXPECT_NE(std::string(e2.what()).find("not_registered"), std::string::npos) << e2.what();
-  EXPECT_EQ(pool.stats().tasks, 0u);  // nothing reached a worker
+  EXPECT_EQ(pool.counters().done, 0u);  // nothing reached a worker
 }
 
 TEST(ProcessPool, WorkerRefusesAnUnknownFunctionId) {
@@ -506,8 +506,8 @@ TEST(ProcessPool, SegfaultAbortAndExitFailOnlyTheirTask) {
   expect_crash(pool, aborts, 0, SIGABRT, 0);
   expect_crash(pool, exits_with, 3, 0, 3);
   expect_crash(pool, exits_with, 0, 0, 0);  // exit(0) inside a task is still a crash
-  EXPECT_EQ(pool.stats().crashes, 4u);
-  EXPECT_EQ(pool.stats().respawns, 4u);
+  EXPECT_EQ(pool.counters().crashes, 4u);
+  EXPECT_EQ(pool.counters().worker_restarts, 4u);
 }
 
 TEST(ProcessPool, WorkerKilledMidTask) {
@@ -540,15 +540,15 @@ TEST(ProcessPool, CrashInAChunkFailsOnlyThatItem) {
     }
   }
   EXPECT_FALSE(it.next().has_value());
-  EXPECT_EQ(pool.stats().crashes, 1u);
+  EXPECT_EQ(pool.counters().crashes, 1u);
 }
 
 TEST(ProcessPool, RetriesRunACrashedTaskAgain) {
   parx::ProcessPool pool({.workers = 1, .retries = 1});
   const auto marker = temp_marker("crashes-once");
   EXPECT_EQ(pool.submit(crashes_once, marker).get(), 7);
-  EXPECT_EQ(pool.stats().retries, 1u);
-  EXPECT_EQ(pool.stats().crashes, 1u);
+  EXPECT_EQ(pool.counters().retried, 1u);
+  EXPECT_EQ(pool.counters().crashes, 1u);
   std::filesystem::remove(marker);
   // Retries are bounded: a task that always crashes fails after 1 + retries attempts.
   auto e = expect_throw<parx::WorkerCrashed>([&] { pool.submit(aborts, 0).get(); });
@@ -562,7 +562,7 @@ TEST(ProcessPool, EndlessLoopUnderTimeout) {
   auto e = expect_throw<parx::TimeoutError>([&] { pool.submit(spins_forever, 0).get(); });
   EXPECT_LT(std::chrono::steady_clock::now() - t0, 5s);
   EXPECT_NE(std::string(e.what()).find("300 ms"), std::string::npos) << e.what();
-  EXPECT_EQ(pool.stats().timeouts, 1u);
+  EXPECT_EQ(pool.counters().timeouts, 1u);
   EXPECT_EQ(pool.submit(sleeps_ms, 100).get(), 100);  // under the limit: fine
   EXPECT_NE(pool.pids().at(0), before);
 }
@@ -584,7 +584,7 @@ TEST(ProcessPool, PackedAndEncodedChunksFailTheSameItems) {
     pairs.emplace_back(i, 0);
   for (bool packed : {true, false}) {
     SCOPED_TRACE(packed ? "packed" : "encoded");
-    const auto crashes_before = pool.stats().crashes;
+    const auto crashes_before = pool.counters().crashes;
     std::vector<int> ok;
     int crashed = -1;
     auto collect = [&](auto&& it) {
@@ -607,7 +607,7 @@ TEST(ProcessPool, PackedAndEncodedChunksFailTheSameItems) {
     ASSERT_EQ(ok.size(), 99u);
     for (int i = 0; i < 99; ++i)
       EXPECT_EQ(ok[static_cast<std::size_t>(i)], 2 * (i < 37 ? i : i + 1));
-    EXPECT_EQ(pool.stats().crashes, crashes_before + 1);
+    EXPECT_EQ(pool.counters().crashes, crashes_before + 1);
 
     auto e = expect_throw<parx::TaskError>([&] {
       if (packed)
@@ -653,8 +653,8 @@ TEST(ProcessPool, PackedBatchRetriesTheCrashedItemOnly) {
   ASSERT_EQ(ys.size(), 40u);
   for (int i = 0; i < 40; ++i)
     EXPECT_EQ(ys[static_cast<std::size_t>(i)], 3 * i);
-  EXPECT_EQ(pool.stats().crashes, 1u);
-  EXPECT_EQ(pool.stats().retries, 1u);
+  EXPECT_EQ(pool.counters().crashes, 1u);
+  EXPECT_EQ(pool.counters().retried, 1u);
   std::filesystem::remove(marker);
 
   const auto marker2 = temp_marker("throw-13");
@@ -665,8 +665,8 @@ TEST(ProcessPool, PackedBatchRetriesTheCrashedItemOnly) {
   auto zs = flaky.map(throws_once_on_13, parx::range(40), {.chunksize = 10});
   for (int i = 0; i < 40; ++i)
     EXPECT_EQ(zs[static_cast<std::size_t>(i)], 3 * i);
-  EXPECT_EQ(flaky.stats().retries, 1u);
-  EXPECT_EQ(flaky.stats().crashes, 0u);
+  EXPECT_EQ(flaky.counters().retried, 1u);
+  EXPECT_EQ(flaky.counters().crashes, 0u);
   std::filesystem::remove(marker2);
 }
 
@@ -683,7 +683,7 @@ TEST(ProcessPool, TimeoutInsideAPackedBatchFailsThatItemOnly) {
       EXPECT_EQ(it.next().value(), 1);
     }
   }
-  EXPECT_EQ(pool.stats().timeouts, 1u);
+  EXPECT_EQ(pool.counters().timeouts, 1u);
 }
 
 TEST(ProcessPool, MaxTasksPerWorkerCountsItemsOfChunks) {
@@ -692,8 +692,8 @@ TEST(ProcessPool, MaxTasksPerWorkerCountsItemsOfChunks) {
   auto ys = pool.map(square, parx::range(100), {.chunksize = 10});
   ASSERT_EQ(ys.size(), 100u);
   EXPECT_EQ(ys[99], 99 * 99);
-  EXPECT_EQ(pool.stats().crashes, 0u);
-  EXPECT_GE(pool.stats().respawns, 3u);
+  EXPECT_EQ(pool.counters().crashes, 0u);
+  EXPECT_GE(pool.counters().worker_restarts, 3u);
   EXPECT_TRUE(parx_test::eventually([&] { return pool.pids().size() == 1; }));
   EXPECT_NE(pool.pids().at(0), first);
 }
@@ -708,7 +708,7 @@ TEST(ProcessPool, MaxTasksPerWorkerReplacesWorkers) {
   EXPECT_EQ(pids[2], pids[3]);
   EXPECT_NE(pids[3], pids[4]);
   EXPECT_EQ(pids[4], pids[5]);
-  EXPECT_EQ(pool.stats().crashes, 0u);
+  EXPECT_EQ(pool.counters().crashes, 0u);
 }
 
 // ---- corrupt channel bytes
@@ -722,7 +722,7 @@ TEST(ProcessPool, CorruptResponseBytesAreDetected) {
             std::string::npos)
       << e.what();
   EXPECT_NE(std::string(e.what()).find("checksum"), std::string::npos) << e.what();
-  EXPECT_EQ(pool.stats().corrupt_messages, 1u);
+  EXPECT_EQ(pool.counters().corrupt_messages, 1u);
   EXPECT_EQ(pool.submit(square, 11).get(), 121);
   EXPECT_NE(pool.pids().at(0), victim);
 }
@@ -733,7 +733,7 @@ TEST(ProcessPool, CorruptRequestBytesAreRefusedWithoutLosingWork) {
   EXPECT_EQ(pool.submit(corrupts_request, 0).get(), 2);
   // The worker refuses the damaged frame and exits; the next task runs on its replacement.
   EXPECT_EQ(pool.submit(square, 12).get(), 144);
-  EXPECT_TRUE(parx_test::eventually([&] { return pool.stats().corrupt_messages == 1; }));
+  EXPECT_TRUE(parx_test::eventually([&] { return pool.counters().corrupt_messages == 1; }));
   EXPECT_TRUE(parx_test::eventually([&] {
     auto p = pool.pids();
     return p.size() == 1 && p[0] != victim;

@@ -286,6 +286,51 @@ TEST_P(Workers, SubmitFromManyOutsideThreads) {
   EXPECT_EQ(sum.load(), 20000);
 }
 
+// The loops count indices as tasks (observe/metrics.hpp), whoever runs them: the workers, the
+// calling thread, a TaskGroup's owner.
+parx::observe::Counters settled(const parx::ThreadPool& pool) {
+  parx::observe::Counters c;
+  EXPECT_TRUE(parx_test::eventually([&] {
+    c = pool.counters();
+    return c.running == 0 && c.queue_depth == 0 &&
+           c.submitted == c.done + c.failed + c.cancelled;
+  })) << "submitted " << c.submitted << " done " << c.done << " failed " << c.failed
+      << " cancelled " << c.cancelled << " running " << c.running << " queued " << c.queue_depth;
+  return c;
+}
+
+TEST_P(Workers, LoopsCountTheirIndices) {
+  parx::ThreadPool pool(GetParam());
+  std::atomic<long> sum{0};
+  pool.parallel_for(0, 1000, [&](int i) { sum += i; });
+  auto c = settled(pool);
+  EXPECT_EQ(c.submitted, 1000u);
+  EXPECT_EQ(c.done, 1000u);
+  EXPECT_EQ(pool.parallel_reduce(0L, 10'007L, 0L, [](long i) { return i; }, std::plus<>{}, 100),
+            10'006L * 10'007L / 2);
+  c = settled(pool);
+  EXPECT_EQ(c.done, 11'007u) << "parallel_reduce counts indices, not blocks";
+  // A loop that throws: its failed chunk and what nobody claimed still add up.
+  EXPECT_THROW(pool.parallel_for(
+                   0, 100'000,
+                   [](int i) {
+                     if (i == 50'000) throw std::runtime_error("stop");
+                   },
+                   64),
+               std::runtime_error);
+  c = settled(pool);
+  EXPECT_EQ(c.submitted, 111'007u);
+  EXPECT_EQ(c.failed, 64u) << "the chunk that threw; the others ran or were never claimed";
+  // A TaskGroup driven from this thread runs some of its tasks here.
+  parx::TaskGroup g(pool);
+  for (int i = 0; i < 200; ++i)
+    g.run([&] { sum += 1; });
+  g.wait();
+  c = settled(pool);
+  EXPECT_EQ(c.submitted, 111'207u);
+  EXPECT_EQ(c.done + c.failed + c.cancelled, 111'207u);
+}
+
 PARX_WORKER_PARAMS(Workers);
 
 }  // namespace

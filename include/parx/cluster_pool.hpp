@@ -116,16 +116,6 @@ class ClusterPool : public detail::RemotePool<ClusterPool> {
     double busy_seconds = 0;   // summed run time of its chunks, as it measured them
   };
 
-  struct Stats {
-    std::uint64_t tasks = 0;           // items completed
-    std::uint64_t failed = 0;          // items that ended with an exception
-    std::uint64_t chunks = 0;          // chunks sent
-    std::uint64_t bytes_sent = 0;      // job messages, as sent (after compression)
-    std::uint64_t bytes_received = 0;  // result messages, as received
-    std::uint64_t compressed = 0;      // messages sent or received compressed
-    std::uint64_t bytes_saved = 0;     // bytes compression kept off the network
-  };
-
   ClusterPool();
   explicit ClusterPool(const Options& opts);
   ~ClusterPool();
@@ -144,9 +134,9 @@ class ClusterPool : public detail::RemotePool<ClusterPool> {
   std::uint64_t id() const noexcept { return id_; }
   // Every rank of the pool with its counters (driver only; counters as of the call).
   std::vector<Rank> ranks() const;
-  Stats stats() const;
-  // Task counters since construction (observe/metrics.hpp); a task is one submit or one map
-  // chunk; `bytes_moved` counts job and result messages as sent. Driver only.
+  // Counters since construction (observe/metrics.hpp), a task being one item: `chunks` are the
+  // jobs sent to ranks, the byte counters the job and result messages as sent (after
+  // compression), `compressed` and `bytes_saved` what compression did. Driver only.
   observe::Counters counters() const;
   bool is_shutdown() const noexcept;
 

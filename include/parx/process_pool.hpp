@@ -113,16 +113,6 @@ class ProcessPool : public detail::RemotePool<ProcessPool> {
     Output output = Output::automatic;
   };
 
-  // Counters since construction.
-  struct Stats {
-    std::uint64_t tasks = 0;             // items completed (value or exception)
-    std::uint64_t crashes = 0;           // workers that died while holding work
-    std::uint64_t timeouts = 0;          // workers killed for exceeding the timeout
-    std::uint64_t retries = 0;           // items run again after a crash or exception
-    std::uint64_t respawns = 0;          // replacement workers started
-    std::uint64_t corrupt_messages = 0;  // channel frames refused (bad magic, size or checksum)
-  };
-
   explicit ProcessPool(std::size_t workers = 0);
   explicit ProcessPool(const Options& opts);
   ~ProcessPool();
@@ -135,9 +125,8 @@ class ProcessPool : public detail::RemotePool<ProcessPool> {
   std::uint64_t id() const noexcept;
   // Pids of the live workers (for diagnostics and tests).
   std::vector<pid_t> pids() const;
-  Stats stats() const;
-  // Task counters since construction (observe/metrics.hpp): a task is one submit or one map chunk;
-  // `retried` counts items run again, `bytes_moved` the encoded arguments and results.
+  // Counters since construction (observe/metrics.hpp), a task being one item: crashes,
+  // timeouts, retries, replacement workers and refused frames among them.
   observe::Counters counters() const;
   bool is_shutdown() const noexcept;
 

@@ -97,8 +97,8 @@ class ThreadPool {
   // Index of the calling thread among this pool's workers, or -1.
   int current_worker() const noexcept;
   bool is_shutdown() const noexcept;
-  // Task counters since construction (see observe/metrics.hpp). A map over random-access input
-  // counts its loop helpers as tasks.
+  // Counters since construction (observe/metrics.hpp), a task being one item: a submit, an input
+  // of a map, an index of parallel_for or parallel_reduce.
   observe::Counters counters() const noexcept;
 
   // Runs f(args...) on a worker.
@@ -152,13 +152,16 @@ class ThreadPool {
   template <class R, class Fn, class Args>
   class SubmitTask;
 
-  // The map engine: submit(f) with a name for observe events (read while queuing).
+  // The map engine: submit(f) of a chunk of `items` inputs, with a name for observe events (read
+  // while queuing).
   template <class F>
-  auto submit_named(const char* name, F&& f) -> Future<std::invoke_result_t<std::decay_t<F>>> {
+  auto submit_named(const char* name, std::size_t items, F&& f)
+      -> Future<std::invoke_result_t<std::decay_t<F>>> {
     using R = std::invoke_result_t<std::decay_t<F>>;
     auto* t = new SubmitTask<R, std::decay_t<F>, std::tuple<>>(std::forward<F>(f), std::tuple<>());
     auto fut = detail::make_future<R>(detail::Ref<detail::State<R>>(t));
     t->name = name;
+    t->items = static_cast<std::uint32_t>(items);
     schedule(t);
     return fut;
   }
@@ -176,8 +179,11 @@ class ThreadPool {
   // Stamps `t` with a task id and reports TaskQueued, when anyone listens.
   void emit_queued(detail::TaskNode* t);
 
+  // Runs body over [0, n) on the workers (and the caller, if it participates). Each index is
+  // `scale` counted items, `items` in all (-1: n * scale).
   void run_loop(std::int64_t n, std::int64_t fixed_chunk, detail::LoopCtl::Body body, void* ctx,
-                detail::LoopStats* stats, bool caller_participates);
+                detail::LoopStats* stats, bool caller_participates, std::int64_t scale = 1,
+                std::int64_t items = -1);
 
   std::unique_ptr<detail::PoolCore, detail::PoolCoreDeleter> core_;
   std::uint64_t id_;
@@ -193,13 +199,21 @@ class ThreadPool::SubmitTask final : public detail::State<R>, public detail::Tas
   }
   void run(detail::TaskObserver* obs) noexcept override {
     if (this->try_start()) {
-      if (obs) obs->on(observe::EventKind::TaskStarted, task_id);
+      if (obs) obs->on(observe::EventKind::TaskStarted, task_id, nullptr, items);
       // The failure is kept in a copy taken before the state completes: once it completes, the
-      // consumer may move the state's exception out.
+      // consumer may move the state's exception out. A map chunk's items that threw are counted
+      // failed (the chunk itself ends with a value).
       std::exception_ptr seen;
-      auto call = [this, &seen](auto&&... a) -> decltype(auto) {
+      std::size_t failed_items = 0;
+      auto call = [this, &seen, &failed_items](auto&&... a) -> decltype(auto) {
         try {
-          return std::invoke(fn_, std::forward<decltype(a)>(a)...);
+          if constexpr (detail::is_chunk_result_v<R>) {
+            R r = std::invoke(fn_, std::forward<decltype(a)>(a)...);
+            failed_items = r.errors.size();
+            return r;
+          } else {
+            return std::invoke(fn_, std::forward<decltype(a)>(a)...);
+          }
         } catch (...) {
           seen = std::current_exception();
           throw;
@@ -208,19 +222,21 @@ class ThreadPool::SubmitTask final : public detail::State<R>, public detail::Tas
       std::apply([this, &call](auto&... a) { detail::fulfil<R>(*this, call, std::move(a)...); },
                  args_);
       if (obs) {
-        if (this->status() == detail::StateBase::kValue)  // an atomic read: safe after completion
-          obs->on(observe::EventKind::TaskFinished, task_id);
-        else
-          obs->on(observe::EventKind::TaskFailed, task_id, &seen);
+        if (this->status() == detail::StateBase::kValue) {  // an atomic read: safe after completion
+          if (failed_items) obs->count(observe::EventKind::TaskFailed, failed_items);
+          obs->on(observe::EventKind::TaskFinished, task_id, nullptr, items - failed_items);
+        } else {
+          obs->on(observe::EventKind::TaskFailed, task_id, &seen, items);
+        }
       }
     } else if (obs) {
-      obs->on(observe::EventKind::TaskCancelled, task_id);
+      obs->on(observe::EventKind::TaskCancelled, task_id, nullptr, items);
     }
     this->release();
   }
   void drop(detail::TaskObserver* obs) noexcept override {
     this->cancel();
-    if (obs) obs->on(observe::EventKind::TaskCancelled, task_id);
+    if (obs) obs->on(observe::EventKind::TaskCancelled, task_id, nullptr, items);
     this->release();
   }
 
@@ -289,7 +305,7 @@ T ThreadPool::parallel_reduce(I first, I last, T identity, Map&& map, Reduce&& r
       x.partial[static_cast<std::size_t>(k)].emplace(std::move(acc));
     }
   };
-  run_loop(nchunks, 1, body, &ctx, nullptr, true);
+  run_loop(nchunks, 1, body, &ctx, nullptr, true, g, n);
   T acc = std::move(identity);
   for (auto& p : partial)
     acc = reduce(std::move(acc), std::move(*p));

@@ -37,10 +37,10 @@ void ClusterImpl::send_job(ClusterJob& j) {
   const std::size_t saved = seal(*buf, t, z);
   {
     std::lock_guard lk(mu_);
-    stats_.bytes_sent += buf->size();
+    counters_.bytes_sent += buf->size();
     if (t.flags & kFlagZstd || saved) {
-      ++stats_.compressed;
-      stats_.bytes_saved += saved;
+      ++counters_.compressed;
+      counters_.bytes_saved += saved;
     }
   }
   mpi::Request req = comm_->isend(std::span<const std::byte>(*buf), j.rank, kTagJob);
@@ -48,18 +48,28 @@ void ClusterImpl::send_job(ClusterJob& j) {
   sending_.push_back({std::move(req), std::move(buf)});
 }
 
+// Every item of a job that was handed to `rank` fails with `e`; counted, and the rank's job
+// count goes down.
+void ClusterImpl::fail_sent(ClusterJob& j, int rank, const std::exception_ptr& e) {
+  for (std::size_t k = 0; k < j.n; ++k)
+    j.sink->error(k, e);
+  j.sink->finish(0);
+  std::lock_guard lk(mu_);
+  counters_.failed += j.n;
+  if (static_cast<std::size_t>(rank) < running_per_rank_.size() && running_per_rank_[rank])
+    --running_per_rank_[rank];
+}
+
 void ClusterImpl::fail_rank_jobs(int rank, const std::string& why) {
   refused_[rank] = true;
   capacity_[rank] = 0;
+  const auto err = std::make_exception_ptr(SerializationError(why));
   for (auto it = sent_.begin(); it != sent_.end();) {
-    ClusterJob& j = *it->second;
-    if (j.rank != rank) {
+    if (it->second->rank != rank) {
       ++it;
       continue;
     }
-    for (std::size_t k = 0; k < j.n; ++k)
-      j.sink->error(k, std::make_exception_ptr(SerializationError(why)));
-    j.sink->finish(0);
+    fail_sent(*it->second, rank, err);
     it = sent_.erase(it);
   }
   held_[rank] = 0;
@@ -73,10 +83,10 @@ void ClusterImpl::handle_result(Bytes msg, Trailer t, bool local) {
   } else {
     {
       std::lock_guard lk(mu_);
-      stats_.bytes_received += msg.size();
+      counters_.bytes_received += msg.size();
       if (t.flags & kFlagZstd) {
-        ++stats_.compressed;
-        stats_.bytes_saved += t.raw_size > msg.size() ? t.raw_size - msg.size() : 0;
+        ++counters_.compressed;
+        counters_.bytes_saved += t.raw_size > msg.size() ? t.raw_size - msg.size() : 0;
       }
     }
     body = take_body(std::move(msg), t, from);
@@ -129,9 +139,8 @@ void ClusterImpl::handle_result(Bytes msg, Trailer t, bool local) {
   }
   {
     std::lock_guard lk(mu_);
-    stats_.tasks += j->n;
-    stats_.failed += failed;
-    ++(failed ? counters_.failed : counters_.done);
+    counters_.done += j->n - failed;
+    counters_.failed += failed;
     if (static_cast<std::size_t>(from) < running_per_rank_.size() && running_per_rank_[from])
       --running_per_rank_[from];
     ClusterPool::Rank& r = ranks_[from];
@@ -193,13 +202,15 @@ bool ClusterImpl::take_queued(std::deque<Local>& local, bool& stop, bool& cancel
 
 // shutdown(cancel_pending): the chunks not yet sent end Cancelled.
 void ClusterImpl::cancel_pending() {
+  std::uint64_t items = 0;
   for (auto& j : pending_) {
     j->sink->cancel();
+    items += j->n;
     emit_task(observe::EventKind::TaskCancelled, *j);
   }
   {
     std::lock_guard lk(mu_);
-    counters_.cancelled += pending_.size();
+    counters_.cancelled += items;
   }
   pending_.clear();
 }
@@ -234,7 +245,7 @@ bool ClusterImpl::dispatch() {
     if (!j->sink->start()) {  // cancelled by its caller while queued
       {
         std::lock_guard lk(mu_);
-        ++counters_.cancelled;
+        counters_.cancelled += j->n;
       }
       emit_task(observe::EventKind::TaskCancelled, *j);
       continue;
@@ -244,8 +255,8 @@ bool ClusterImpl::dispatch() {
     ++held_[best];
     {
       std::lock_guard lk(mu_);
-      ++stats_.chunks;
-      ++started_;
+      ++counters_.chunks;
+      started_ += j->n;
       if (static_cast<std::size_t>(best) < running_per_rank_.size()) ++running_per_rank_[best];
     }
     emit_task(observe::EventKind::TaskStarted, *j, best);
@@ -256,9 +267,7 @@ bool ClusterImpl::dispatch() {
     } catch (...) {
       auto node = sent_.extract(ref.id);
       --held_[best];
-      for (std::size_t k = 0; k < node.mapped()->n; ++k)
-        node.mapped()->sink->error(k, std::current_exception());
-      node.mapped()->sink->finish(0);
+      fail_sent(*node.mapped(), best, std::current_exception());
     }
   }
   return any;

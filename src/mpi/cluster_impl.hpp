@@ -84,10 +84,6 @@ class ClusterImpl final : public observe::detail::PoolSource {
     std::lock_guard lk(mu_);
     return ranks_;
   }
-  ClusterPool::Stats stats() {
-    std::lock_guard lk(mu_);
-    return stats_;
-  }
   observe::Counters counters() {
     std::lock_guard lk(mu_);
     return counters_locked();
@@ -120,7 +116,7 @@ class ClusterImpl final : public observe::detail::PoolSource {
     const std::uint64_t left = started_ + c.cancelled;
     c.queue_depth = c.submitted > left ? c.submitted - left : 0;
     c.running = started_ - std::min(started_, c.done + c.failed);
-    c.bytes_moved = stats_.bytes_sent + stats_.bytes_received;
+    c.bytes_moved = c.bytes_sent + c.bytes_received;
     return c;
   }
   void emit_task(observe::EventKind k, const ClusterJob& j, int rank = -1,
@@ -196,6 +192,7 @@ class ClusterImpl final : public observe::detail::PoolSource {
   void print_output(const Bytes& msg, int source);
   // Drops the sends that completed (all: waits for every one); any thread, either role.
   void reap_sends(bool all);
+  void fail_sent(ClusterJob& j, int rank, const std::exception_ptr& e);
   void fail_rank_jobs(int rank, const std::string& why);
 
   ClusterPool::Options opts_;
@@ -223,7 +220,6 @@ class ClusterImpl final : public observe::detail::PoolSource {
   std::deque<std::unique_ptr<ClusterJob>> queue_;
   std::deque<Local> inbox_;
   std::vector<ClusterPool::Rank> ranks_;
-  ClusterPool::Stats stats_;
   observe::Counters counters_;  // submitted, done, failed, cancelled (under mu_)
   std::uint64_t started_ = 0;
   std::vector<std::uint32_t> running_per_rank_;

@@ -186,7 +186,7 @@ void ClusterImpl::enqueue(std::unique_ptr<ClusterJob> j) {
   {
     std::lock_guard lk(mu_);
     if (!accepting_) throw ExecutorShutdown("parx::ClusterPool: submit after shutdown");
-    ++counters_.submitted;
+    counters_.submitted += j->n;
     if (observe::active()) {
       j->task_id = observe::next_task_id();
       if (const RemoteEntry* e = find_remote(j->fn)) j->fn_name = e->name.c_str();
@@ -271,11 +271,6 @@ std::vector<ClusterPool::Rank> ClusterPool::ranks() const {
 observe::Counters ClusterPool::counters() const {
   require_driver("counters");
   return impl_->counters();
-}
-
-ClusterPool::Stats ClusterPool::stats() const {
-  require_driver("stats");
-  return impl_->stats();
 }
 
 bool ClusterPool::is_shutdown() const noexcept {

@@ -550,7 +550,15 @@ std::string Dashboard::Impl::state_json() {
                              {"retried", c.retried},
                              {"worker_restarts", c.worker_restarts},
                              {"queue_depth", c.queue_depth},
-                             {"bytes_moved", c.bytes_moved}}},
+                             {"chunks", c.chunks},
+                             {"crashes", c.crashes},
+                             {"timeouts", c.timeouts},
+                             {"corrupt_messages", c.corrupt_messages},
+                             {"bytes_moved", c.bytes_moved},
+                             {"bytes_sent", c.bytes_sent},
+                             {"bytes_received", c.bytes_received},
+                             {"compressed", c.compressed},
+                             {"bytes_saved", c.bytes_saved}}},
                            {"workers", std::move(workers)},
                            {"throughput", std::move(rates)}});
     }

@@ -35,10 +35,6 @@ observe::Counters ProcessPool::counters() const {
   return impl_->counters();
 }
 
-ProcessPool::Stats ProcessPool::stats() const {
-  return impl_->stats();
-}
-
 bool ProcessPool::is_shutdown() const noexcept {
   return impl_->is_shutdown();
 }

@@ -41,7 +41,7 @@ void ProcessTransport::split_at_culprit(Slot& s, Job& j, std::size_t cur, const 
   if (!before.empty()) again.push_back(sub_job(j, std::move(before)));
   std::exception_ptr err;
   if (s.kill == Slot::Timeout) {
-    ++stats_.timeouts;
+    ++counters_.timeouts;
     err = std::make_exception_ptr(
         TimeoutError("parx::TimeoutError: task " + std::to_string(culprit.index) +
                      " ran longer than " + std::to_string(opts_.timeout.count()) +
@@ -50,7 +50,7 @@ void ProcessTransport::split_at_culprit(Slot& s, Job& j, std::size_t cur, const 
     err = std::make_exception_ptr(SerializationError(s.kill_detail + "; worker replaced"));
   } else if (culprit.attempts < opts_.retries && accepting_) {
     ++culprit.attempts;
-    ++stats_.retries;
+    ++counters_.retried;
     if (j.task_id) emit_job(observe::EventKind::TaskRetried, j);
     again.push_back(sub_job(j, {culprit}));
   } else {
@@ -64,7 +64,6 @@ void ProcessTransport::split_at_culprit(Slot& s, Job& j, std::size_t cur, const 
   }
   if (err) fail_item(j, culprit, err, done);
   // The job as scheduled ends here (its other items run again as new tasks).
-  ++counters_.failed;
   if (j.task_id)
     emit_job(observe::EventKind::TaskFailed, j, static_cast<int>(s.index), s.pid, 0,
              exit_text(es).c_str());
@@ -113,7 +112,7 @@ void ProcessTransport::handle_exit(Slot& s, const ExitStatus& es, Done& done) {
     }
   }
   s.assigned.clear();
-  if (held && !clean_retire) ++stats_.crashes;
+  if (held && !clean_retire) ++counters_.crashes;
   if (observe::active()) {
     const bool asked = clean_retire || s.state == Slot::Stopping || s.kill == Slot::Stop;
     const std::string how = exit_text(es);
@@ -186,7 +185,7 @@ bool ProcessTransport::replace_workers(std::int64_t now, Done& done,
     }
     try {
       spawn(s);
-      ++stats_.respawns;
+      ++counters_.worker_restarts;
       progress = true;
     } catch (const Error&) {
       s.respawn_at = now + 200'000'000;  // fork failed (out of processes?): try again soon

@@ -228,7 +228,8 @@ void ProcessTransport::submit_job(std::unique_ptr<Job> job) {
     if (!accepting_)
       throw ExecutorShutdown("parx::ProcessPool: submit after shutdown (the pool accepts no work)");
     job->id = next_job_++;
-    ++counters_.submitted;
+    counters_.submitted += job->count;
+    ++counters_.chunks;
     if (observe::active()) {
       job->task_id = observe::next_task_id();
       emit_job(observe::EventKind::TaskQueued, *job);
@@ -250,7 +251,7 @@ void ProcessTransport::dispatch() {
     Job& j = *pending_.front();
     if (!j.holder->started) {
       if (!j.holder->sink->start()) {  // cancelled by its caller: drop it
-        ++counters_.cancelled;
+        counters_.cancelled += j.count;
         if (j.task_id) emit_job(observe::EventKind::TaskCancelled, j);
         j.holder->finished = true;
         pending_.pop_front();
@@ -272,7 +273,7 @@ void ProcessTransport::dispatch() {
     if (!best) return;
     best->last_used = ++use_clock_;
     if (!send_job(*best, j)) return;
-    counters_.bytes_moved += j.orig->size();
+    counters_.bytes_sent += j.orig->size();
     if (j.task_id)
       emit_job(observe::EventKind::TaskStarted, j, static_cast<int>(best->index), best->pid);
     best->budget_used += j.count;
@@ -298,7 +299,7 @@ bool ProcessTransport::send_job(Slot& s, Job& j) {
 std::unique_ptr<Job> ProcessTransport::sub_job(const Job& j, std::vector<ItemRef> items) {
   auto n = std::make_unique<Job>();
   n->id = next_job_++;
-  ++counters_.submitted;
+  ++counters_.chunks;  // its items were counted when first submitted
   n->fn = j.fn;
   n->holder = j.holder;
   n->blameless = j.blameless;
@@ -325,7 +326,11 @@ void ProcessTransport::requeue_front(std::vector<std::unique_ptr<Job>>& jobs) {
 }
 
 void ProcessTransport::item_done(Job& j, Done& done, std::size_t count) {
-  stats_.tasks += count;
+  counters_.done += count;
+  settle(j, done, count);
+}
+
+void ProcessTransport::settle(Job& j, Done& done, std::size_t count) {
   j.holder->remaining -= count;
   if (j.holder->remaining == 0 && !j.holder->finished) {
     j.holder->finished = true;
@@ -333,9 +338,11 @@ void ProcessTransport::item_done(Job& j, Done& done, std::size_t count) {
   }
 }
 
-void ProcessTransport::fail_item(Job& j, const ItemRef& it, std::exception_ptr e, Done& done) {
+void ProcessTransport::fail_item(Job& j, const ItemRef& it, std::exception_ptr e, Done& done,
+                                 bool cancelled) {
   j.holder->sink->error(it.slot, std::move(e));
-  item_done(j, done);
+  ++(cancelled ? counters_.cancelled : counters_.failed);
+  settle(j, done, 1);
 }
 
 void ProcessTransport::kill_slot(Slot& s, Slot::Kill why, std::string detail) {
@@ -356,7 +363,7 @@ bool ProcessTransport::drain(Slot& s, Done& done) {
     const Peek p = ring_peek(s.resp, f, why);
     if (p == Peek::Empty) return any;
     auto corrupt = [&](const std::string& w) {
-      ++stats_.corrupt_messages;
+      ++counters_.corrupt_messages;
       kill_slot(s, Slot::Corrupt,
                 "corrupt message from worker pid " + std::to_string(s.pid) + ": " + w);
       return true;
@@ -391,7 +398,7 @@ bool ProcessTransport::drain(Slot& s, Done& done) {
         break;
       }
       case kRefused: {
-        ++stats_.corrupt_messages;
+        ++counters_.corrupt_messages;
         s.kill_detail.assign(reinterpret_cast<const char*>(payload.data()), payload.size());
         break;
       }
@@ -439,7 +446,7 @@ void ProcessTransport::handle_result(Slot& s, std::span<const std::byte> payload
   }
   note_job_time(v.elapsed_ns);
   j.holder->elapsed += v.elapsed_ns;
-  counters_.bytes_moved += payload.size();
+  counters_.bytes_received += payload.size();
   std::string first_error;
   if (!errors.empty() && j.task_id) first_error = errors.front().summary();
   if (j.batch) {
@@ -485,7 +492,7 @@ void ProcessTransport::error_outcome(Job& j, const ItemRef& it, engine::WireErro
   if (opts_.retry_exceptions && it.attempts < opts_.retries && accepting_) {
     ItemRef r = it;
     ++r.attempts;
-    ++stats_.retries;
+    ++counters_.retried;
     if (j.task_id) emit_job(observe::EventKind::TaskRetried, j);
     retry.push_back(r);
   } else {
@@ -500,14 +507,14 @@ void ProcessTransport::shutdown(bool wait, bool cancel_pending) {
     accepting_ = false;
     if (cancel_pending) {
       for (auto& jp : pending_) {
-        ++counters_.cancelled;
         if (jp->task_id) emit_job(observe::EventKind::TaskCancelled, *jp);
         if (!jp->holder->started) {
+          counters_.cancelled += jp->count;
           jp->holder->finished = true;
           jp->holder->sink->cancel();
         } else {
           for (auto& it : jp->all_items())
-            fail_item(*jp, it, std::make_exception_ptr(Cancelled()), done);
+            fail_item(*jp, it, std::make_exception_ptr(Cancelled()), done, true);
         }
       }
       pending_.clear();

@@ -138,10 +138,6 @@ class ProcessTransport final : public observe::detail::PoolSource {
       if (s.pid > 0 && s.state != Slot::Empty) out.push_back(s.pid);
     return out;
   }
-  ProcessPool::Stats stats() {
-    std::lock_guard lk(mu_);
-    return stats_;
-  }
   observe::Counters counters() {
     std::lock_guard lk(mu_);
     return counters_locked();
@@ -184,10 +180,11 @@ class ProcessTransport final : public observe::detail::PoolSource {
   observe::Counters counters_locked() const {
     observe::Counters c = counters_;
     for (const Slot& sl : slots_)
-      c.running += sl.assigned.size();
-    c.queue_depth = pending_.size();
-    c.retried = stats_.retries;
-    c.worker_restarts = stats_.respawns;
+      for (const auto& j : sl.assigned)
+        c.running += j->count;
+    for (const auto& j : pending_)
+      c.queue_depth += j->count;
+    c.bytes_moved = c.bytes_sent + c.bytes_received;
     return c;
   }
   // Observe events about a job (only when someone listens).
@@ -220,10 +217,9 @@ class ProcessTransport final : public observe::detail::PoolSource {
     e.detail = detail;
     observe::emit(e);
   }
-  // A job left its worker: counted, and reported as finished or failed.
+  // A job left its worker: reported as finished or failed (its items were counted one by one).
   void job_ended(const Slot& s, Job& j, std::size_t failures, std::int64_t elapsed,
                  std::string detail) {
-    ++(failures ? counters_.failed : counters_.done);
     if (j.task_id)
       emit_job(failures ? observe::EventKind::TaskFailed : observe::EventKind::TaskFinished, j,
                static_cast<int>(s.index), s.pid, elapsed,
@@ -249,8 +245,12 @@ class ProcessTransport final : public observe::detail::PoolSource {
     n.task_id = observe::next_task_id();
     emit_job(observe::EventKind::TaskQueued, n);
   }
-  void fail_item(Job& j, const ItemRef& it, std::exception_ptr e, Done& done);
+  // An item's last outcome: failed with `e` (cancelled when `e` is Cancelled), or `count` items
+  // done. Each counts the items and finishes the job's holder with its last item.
+  void fail_item(Job& j, const ItemRef& it, std::exception_ptr e, Done& done,
+                 bool cancelled = false);
   void item_done(Job& j, Done& done, std::size_t count = 1);
+  void settle(Job& j, Done& done, std::size_t count);
   bool step(Done& done, std::int64_t& wait_ns);
   bool replace_workers(std::int64_t now, Done& done,
                        const std::function<void(std::int64_t)>& wake_in);
@@ -291,13 +291,12 @@ class ProcessTransport final : public observe::detail::PoolSource {
   bool finished_ = false;
   std::int64_t stop_deadline_ = 0;
   std::exception_ptr init_error_;
-  ProcessPool::Stats stats_;
   std::uint64_t use_clock_ = 0;
   std::int64_t next_mem_check_ = 0;
   std::int64_t job_ns_ = -1;
   const std::uint64_t exec_id_ = observe::next_executor_id();
   const std::string host_ = channel::host_name();
-  observe::Counters counters_;  // submitted, done, failed, cancelled, bytes_moved (under mu_)
+  observe::Counters counters_;  // items: everything but the levels (under mu_)
   observe::detail::PoolRegistration registration_;  // last: unregistered first
 };
 

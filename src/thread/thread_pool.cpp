@@ -73,6 +73,7 @@ std::int64_t spin_from_env() {
 }  // namespace
 
 struct Worker;
+struct OutsideObserver;
 
 class PoolCore final : public observe::detail::PoolSource {
  public:
@@ -86,7 +87,10 @@ class PoolCore final : public observe::detail::PoolSource {
   bool help_one(Worker& w) noexcept;
   int current_worker() const noexcept;
   Worker* current() const noexcept;
-  void count_submitted(std::size_t n) noexcept;
+  // Counts `items` accepted in `chunks` scheduled units, on the calling thread's counters.
+  void count_submitted(std::size_t items, std::size_t chunks = 1) noexcept;
+  // The calling thread's counters: its worker's, or the outside ones.
+  TaskObserver* observer() noexcept;
   observe::Counters counters() const noexcept;
   observe::PoolSnapshot snapshot() const override;
 
@@ -134,33 +138,39 @@ class PoolCore final : public observe::detail::PoolSource {
   std::condition_variable init_cv_;
   std::size_t init_done_ = 0;
   std::exception_ptr init_error_;
-  alignas(64) std::atomic<std::uint64_t> submitted_outside_{0};  // by non-worker threads
+  alignas(64) std::unique_ptr<OutsideObserver> outside_;  // counts of non-worker threads
 
  public:
   std::exception_ptr wait_started();
   observe::detail::PoolRegistration registration_;  // last: unregistered first
 };
 
-// Per-worker task counters: written only by their worker (load + store, no read-modify-write),
-// read by counters() from any thread.
-struct WorkerCounters {
-  std::atomic<std::uint64_t> submitted{0}, started{0}, done{0}, failed{0}, cancelled{0};
-  static void bump(std::atomic<std::uint64_t>& c) noexcept {
-    c.store(c.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+// Item counters (observe/metrics.hpp). A worker's are written only by that worker (load + store,
+// no read-modify-write); the pool's `outside` ones by any other thread (fetch_add). Both are read
+// by counters() from any thread.
+template <bool Shared>
+struct ItemCounters {
+  std::atomic<std::uint64_t> submitted{0}, chunks{0}, started{0}, done{0}, failed{0},
+      cancelled{0};
+  static void add(std::atomic<std::uint64_t>& c, std::uint64_t n) noexcept {
+    if constexpr (Shared)
+      c.fetch_add(n, std::memory_order_relaxed);
+    else
+      c.store(c.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
   }
-  void count(observe::EventKind kind) noexcept {
+  void count(observe::EventKind kind, std::uint64_t n) noexcept {
     switch (kind) {
       case observe::EventKind::TaskStarted:
-        bump(started);
+        add(started, n);
         break;
       case observe::EventKind::TaskFinished:
-        bump(done);
+        add(done, n);
         break;
       case observe::EventKind::TaskFailed:
-        bump(failed);
+        add(failed, n);
         break;
       case observe::EventKind::TaskCancelled:
-        bump(cancelled);
+        add(cancelled, n);
         break;
       default:
         break;
@@ -168,29 +178,49 @@ struct WorkerCounters {
   }
 };
 
+// A task's observe event, when anyone listens.
+void emit_task_event(std::uint64_t pool_id, int worker, observe::EventKind kind,
+                     std::uint64_t task_id, const std::exception_ptr* error) noexcept {
+  if (!observe::active()) return;
+  std::string detail;
+  if (error && *error) {
+    try {
+      detail = exception_type_name(*error) + ": " + exception_message(*error);
+    } catch (...) {
+    }
+  }
+  observe::Event e{};
+  e.detail = detail.empty() ? nullptr : detail.c_str();
+  e.kind = kind;
+  e.executor_id = pool_id;
+  e.executor_kind = "thread";
+  e.task_id = task_id;
+  e.worker = worker;
+  observe::emit(e);
+}
+
+// What threads that are not the pool's workers count into: a TaskGroup's owner running its own
+// tasks, the caller of parallel_for taking part in the loop, a task refused at shutdown.
+struct OutsideObserver final : TaskObserver {
+  explicit OutsideObserver(std::uint64_t id) : pool_id(id) {}
+  void count(observe::EventKind kind, std::uint64_t n) noexcept override { counters.count(kind, n); }
+  void on(observe::EventKind kind, std::uint64_t task_id, const std::exception_ptr* error,
+          std::uint64_t n) noexcept override {
+    counters.count(kind, n);
+    emit_task_event(pool_id, -1, kind, task_id, error);
+  }
+  const std::uint64_t pool_id;
+  ItemCounters<true> counters;
+};
+
 struct Worker final : Helper, TaskObserver {
   Worker(PoolCore& p, int i) : pool(p), index(i), rng(0x9E3779B97F4A7C15ull * (i + 1)) {}
   bool help_one() override { return pool.help_one(*this); }
-  void count(observe::EventKind kind) noexcept override { counters.count(kind); }
-  void on(observe::EventKind kind, std::uint64_t task_id,
-          const std::exception_ptr* error) noexcept override {
-    counters.count(kind);
-    if (!observe::active()) return;
-    std::string detail;
-    if (error && *error) {
-      try {
-        detail = exception_type_name(*error) + ": " + exception_message(*error);
-      } catch (...) {
-      }
-    }
-    observe::Event e{};
-    e.detail = detail.empty() ? nullptr : detail.c_str();
-    e.kind = kind;
-    e.executor_id = pool.id_;
-    e.executor_kind = "thread";
-    e.task_id = task_id;
-    e.worker = index;
-    observe::emit(e);
+  void count(observe::EventKind kind, std::uint64_t n) noexcept override { counters.count(kind, n); }
+  void on(observe::EventKind kind, std::uint64_t task_id, const std::exception_ptr* error,
+          std::uint64_t n) noexcept override {
+    counters.count(kind, n);
+    emit_task_event(pool.id_, index, kind, task_id, error);
   }
   std::uint64_t next_random() noexcept {  // xorshift64
     rng ^= rng << 13;
@@ -202,7 +232,7 @@ struct Worker final : Helper, TaskObserver {
   PoolCore& pool;
   const int index;
   std::uint64_t rng;
-  alignas(64) WorkerCounters counters;
+  alignas(64) ItemCounters<false> counters;
   WorkStealingDeque<TaskNode*> deque;
   std::thread thread;
 };
@@ -217,6 +247,7 @@ PoolCore::PoolCore(const ThreadPool::Options& o, std::uint64_t id)
   if (n == 0) n = 1;
   for (std::size_t i = 0; i < n; ++i)
     workers_.push_back(std::make_unique<Worker>(*this, static_cast<int>(i)));
+  outside_ = std::make_unique<OutsideObserver>(id);
   registration_.attach(this);
 }
 
@@ -224,26 +255,39 @@ PoolCore::~PoolCore() {
   shutdown(true, false);
 }
 
-void PoolCore::count_submitted(std::size_t n) noexcept {
+void PoolCore::count_submitted(std::size_t items, std::size_t chunks) noexcept {
   if (Worker* w = current()) {
-    w->counters.submitted.store(w->counters.submitted.load(std::memory_order_relaxed) + n,
-                                std::memory_order_relaxed);
+    w->counters.add(w->counters.submitted, items);
+    w->counters.add(w->counters.chunks, chunks);
   } else {
-    submitted_outside_.fetch_add(n, std::memory_order_relaxed);
+    outside_->counters.add(outside_->counters.submitted, items);
+    outside_->counters.add(outside_->counters.chunks, chunks);
   }
 }
 
+TaskObserver* PoolCore::observer() noexcept {
+  if (Worker* w = current()) return w;
+  return outside_.get();
+}
+
+namespace {
+template <class C>
+void add_counts(observe::Counters& c, std::uint64_t& started, const C& k) {
+  c.submitted += k.submitted.load(std::memory_order_relaxed);
+  c.chunks += k.chunks.load(std::memory_order_relaxed);
+  started += k.started.load(std::memory_order_relaxed);
+  c.done += k.done.load(std::memory_order_relaxed);
+  c.failed += k.failed.load(std::memory_order_relaxed);
+  c.cancelled += k.cancelled.load(std::memory_order_relaxed);
+}
+}  // namespace
+
 observe::Counters PoolCore::counters() const noexcept {
   observe::Counters c;
-  c.submitted = submitted_outside_.load(std::memory_order_relaxed);
   std::uint64_t started = 0;
-  for (const auto& w : workers_) {
-    c.submitted += w->counters.submitted.load(std::memory_order_relaxed);
-    started += w->counters.started.load(std::memory_order_relaxed);
-    c.done += w->counters.done.load(std::memory_order_relaxed);
-    c.failed += w->counters.failed.load(std::memory_order_relaxed);
-    c.cancelled += w->counters.cancelled.load(std::memory_order_relaxed);
-  }
+  add_counts(c, started, outside_->counters);
+  for (const auto& w : workers_)
+    add_counts(c, started, w->counters);
   const std::uint64_t ended = c.done + c.failed;
   c.running = started > ended ? started - ended : 0;
   const std::uint64_t left = started + c.cancelled;
@@ -325,7 +369,7 @@ void PoolCore::schedule_external(TaskNode* const* ts, std::size_t n) {
     return;
   }
   for (std::size_t i = 0; i < n; ++i)
-    ts[i]->drop(nullptr);
+    ts[i]->drop(observer());
   throw ExecutorShutdown(
       "parx::ExecutorShutdown: the ThreadPool is shut down; no new work accepted");
 }
@@ -418,9 +462,9 @@ bool PoolCore::run_slot(int i) noexcept {
   TaskNode* t = slots_[i].deque.pop();
   if (!t) return false;
   if (cancel_.load(std::memory_order_relaxed)) {
-    t->drop(nullptr);
+    t->drop(outside_.get());
   } else {
-    t->run(nullptr);
+    t->run(outside_.get());
   }
   return true;
 }
@@ -528,15 +572,13 @@ namespace {
 class LoopHelper final : public TaskNode {
  public:
   explicit LoopHelper(LoopCtl* c) : ctl_(c) { ctl_->add_ref(); }
+  // A helper is no counted task: the items of the chunks it runs are.
   void run(TaskObserver* obs) noexcept override {
-    if (obs) obs->count(observe::EventKind::TaskStarted);
-    ctl_->work();
-    if (obs) obs->count(observe::EventKind::TaskFinished);
+    ctl_->work(obs);
     ctl_->release();
     delete this;
   }
-  void drop(TaskObserver* obs) noexcept override {
-    if (obs) obs->count(observe::EventKind::TaskCancelled);
+  void drop(TaskObserver*) noexcept override {
     ctl_->release();
     delete this;
   }
@@ -592,7 +634,7 @@ void ThreadPool::shutdown(const ShutdownOptions& how) {
 }
 
 void ThreadPool::emit_queued(detail::TaskNode* t) {
-  core_->count_submitted(1);
+  core_->count_submitted(t->items);
   if (!observe::active()) return;
   t->task_id = observe::next_task_id();
   observe::Event e{};
@@ -614,7 +656,7 @@ void ThreadPool::release_external_slot(int slot) noexcept {
 }
 void ThreadPool::schedule_to_slot(int slot, detail::TaskNode* t) {
   if (!core_->accepting_.load(std::memory_order_relaxed)) {
-    t->drop(nullptr);
+    t->drop(nullptr);  // refused before it was counted
     throw ExecutorShutdown(
         "parx::ExecutorShutdown: the ThreadPool is shut down; no new work accepted");
   }
@@ -631,7 +673,8 @@ void ThreadPool::schedule(detail::TaskNode* t) {
 }
 
 void ThreadPool::run_loop(std::int64_t n, std::int64_t fixed_chunk, detail::LoopCtl::Body body,
-                          void* ctx, detail::LoopStats* stats, bool caller_participates) {
+                          void* ctx, detail::LoopStats* stats, bool caller_participates,
+                          std::int64_t scale, std::int64_t items) {
   const bool on_worker = core_->current() != nullptr;
   if (!on_worker && !core_->accepting_.load(std::memory_order_relaxed))
     throw ExecutorShutdown(
@@ -648,16 +691,22 @@ void ThreadPool::run_loop(std::int64_t n, std::int64_t fixed_chunk, detail::Loop
 
   if (helpers == 0) {  // one chunk, or a one-thread pool called from its worker: run inline
     const std::int64_t step = fixed_chunk > 0 ? fixed_chunk : n;
-    std::size_t chunks = 0;
-    for (std::int64_t b = 0; b < n; b += step, ++chunks)
-      body(ctx, b, std::min(n, b + step));
-    if (stats) *stats = {chunks, static_cast<std::size_t>(n) / std::max<std::size_t>(chunks, 1)};
+    detail::LoopCtl ctl(0, n, step, 1, 1, body, ctx, scale, items);
+    core_->count_submitted(static_cast<std::size_t>(ctl.items()), 0);
+    ctl.work(core_->observer());
+    core_->count_submitted(0, static_cast<std::size_t>(ctl.chunks()));
+    if (stats) {
+      stats->chunks = static_cast<std::size_t>(ctl.chunks());
+      stats->chunksize = static_cast<std::size_t>(n) / std::max<std::size_t>(stats->chunks, 1);
+    }
+    if (std::exception_ptr err = ctl.take_error()) std::rethrow_exception(err);
     return;
   }
 
-  core_->count_submitted(static_cast<std::size_t>(helpers));
-  auto* ctl = new detail::LoopCtl(0, n, fixed_chunk, 1,
-                                  static_cast<int>(helpers + (participate ? 1 : 0)), body, ctx);
+  auto* ctl =
+      new detail::LoopCtl(0, n, fixed_chunk, 1, static_cast<int>(helpers + (participate ? 1 : 0)),
+                          body, ctx, scale, items);
+  core_->count_submitted(static_cast<std::size_t>(ctl->items()), 0);
   int slot = -1;
   bool must_work = false;
   {
@@ -687,7 +736,7 @@ void ThreadPool::run_loop(std::int64_t n, std::int64_t fixed_chunk, detail::Loop
       }
     }
   }
-  if (participate || must_work) ctl->work();
+  if (participate || must_work) ctl->work(core_->observer());
   detail::wait_for_done(*ctl, -1);
   if (slot >= 0) {
     // Helpers nobody stole (the caller was faster) come back here and are dropped.
@@ -695,6 +744,7 @@ void ThreadPool::run_loop(std::int64_t n, std::int64_t fixed_chunk, detail::Loop
       t->drop(nullptr);
     core_->release_slot(slot);
   }
+  core_->count_submitted(0, static_cast<std::size_t>(ctl->chunks()));
   if (stats) {
     stats->chunks = static_cast<std::size_t>(ctl->chunks());
     stats->chunksize = static_cast<std::size_t>(n) / std::max<std::size_t>(stats->chunks, 1);

@@ -63,6 +63,11 @@ struct ChunkResult {
   }
 };
 
+template <class T>
+inline constexpr bool is_chunk_result_v = false;
+template <class R>
+inline constexpr bool is_chunk_result_v<ChunkResult<R>> = true;
+
 // The name a map shows in progress reports: the registered name of a function, else "map".
 template <class F>
 std::string function_label(const F& f) {
@@ -391,9 +396,9 @@ class MapStream {
     Future<CR> fut;
     if constexpr (requires { ex_.template submit_chunk<R>(*f_, std::move(items), first); }) {
       fut = ex_.template submit_chunk<R>(*f_, std::move(items), first);
-    } else if constexpr (requires { ex_.submit_named("", [] { return 0; }); }) {
+    } else if constexpr (requires { ex_.submit_named("", 1, [] { return 0; }); }) {
       fut = ex_.submit_named(
-          name_.empty() ? nullptr : name_.c_str(),
+          name_.empty() ? nullptr : name_.c_str(), count,
           [f = f_, items = std::move(items)]() mutable { return run_chunk<R>(*f, items); });
     } else {
       fut = ex_.submit(

@@ -23,12 +23,14 @@ struct LoopStats {
 };
 
 // Told by a task when it really starts and how it ends; non-null only when someone observes.
+// `items` is how many of the pool's counted tasks (observe/metrics.hpp: items) the step covers:
+// 1 for a submit, the chunk's size for a map chunk.
 class TaskObserver {
  public:
   virtual void on(observe::EventKind kind, std::uint64_t task_id,
-                  const std::exception_ptr* error = nullptr) noexcept = 0;
-  // Counts a step of a unit that emits no events (a loop helper): counters only.
-  virtual void count(observe::EventKind kind) noexcept = 0;
+                  const std::exception_ptr* error = nullptr, std::uint64_t items = 1) noexcept = 0;
+  // Counts `items` of a unit that emits no events (a loop's chunk): counters only.
+  virtual void count(observe::EventKind kind, std::uint64_t items = 1) noexcept = 0;
 
  protected:
   ~TaskObserver() = default;
@@ -43,6 +45,7 @@ class TaskNode {
   virtual void drop(TaskObserver* obs) noexcept = 0;
   std::uint64_t task_id = 0;
   const char* name = nullptr;  // for observe events (static or outliving the task), or null
+  std::uint32_t items = 1;     // the items it runs, as the pool's counters count them
 
  protected:
   ~TaskNode() = default;
@@ -58,11 +61,15 @@ class LoopCtl final : public Waitable {
  public:
   using Body = void (*)(void* ctx, std::int64_t begin, std::int64_t end);
 
-  // Iterates [0, n) and calls body with indices shifted by `base`.
+  // Iterates [0, n) and calls body with indices shifted by `base`. Each index stands for `scale`
+  // of the pool's counted items, `items` in all (-1: n * scale).
   LoopCtl(std::int64_t base, std::int64_t n, std::int64_t fixed_chunk, std::int64_t min_chunk,
-          int participants, Body body, void* ctx) noexcept
+          int participants, Body body, void* ctx, std::int64_t scale = 1,
+          std::int64_t items = -1) noexcept
       : base_(base),
         n_(n),
+        scale_(scale),
+        items_(items < 0 ? n * scale : items),
         fixed_(fixed_chunk),
         // Guided chunks shrink no further than 1/32 of a fair share (TBB's auto-partitioner keeps
         // a similar floor): the tail stays balanced without a storm of one-item claims.
@@ -72,23 +79,34 @@ class LoopCtl final : public Waitable {
         body_(body),
         ctx_(ctx) {}
 
-  // Claims and runs chunks until none are left. Never throws; the first failure is kept.
-  // Finished items and chunks are counted locally and published once, when this participant
-  // runs out of work: one contended atomic per chunk (the claim) instead of three.
-  void work() noexcept {
+  // Claims and runs chunks until none are left. Never throws; the first failure is kept. `obs`
+  // (the participant's counters, or null) is told each chunk's items as they start and end; a
+  // chunk that throws counts all its items failed, and what nobody had claimed then, cancelled.
+  // Finished items and chunks are published to the loop once, when this participant runs out of
+  // work: one contended atomic per chunk (the claim) instead of three.
+  void work(TaskObserver* obs) noexcept {
     std::int64_t b = 0, e = 0, finished = 0, chunks = 0;
     while (claim(b, e)) {
       ++chunks;
+      const auto k = static_cast<std::uint64_t>(items_in(b, e));
+      if (obs) obs->count(observe::EventKind::TaskStarted, k);
       try {
         body_(ctx_, base_ + b, base_ + e);
+        if (obs) obs->count(observe::EventKind::TaskFinished, k);
       } catch (...) {
-        fail(base_ + b, std::current_exception());
+        if (obs) obs->count(observe::EventKind::TaskFailed, k);
+        const std::int64_t skipped = fail(base_ + b, std::current_exception());
+        if (obs && skipped)
+          obs->count(observe::EventKind::TaskCancelled,
+                     static_cast<std::uint64_t>(items_in(n_ - skipped, n_)));
       }
       finished += e - b;
     }
     if (chunks) chunks_.fetch_add(chunks, std::memory_order_relaxed);
     if (finished) finish(finished);
   }
+  // The counted items of the whole loop.
+  std::int64_t items() const noexcept { return items_; }
 
   bool is_done() const noexcept override { return flag_.load(std::memory_order_acquire) == 2; }
   bool arm(const std::atomic<std::uint32_t>*& word, std::uint32_t& value) noexcept override {
@@ -113,6 +131,9 @@ class LoopCtl final : public Waitable {
   }
 
  private:
+  std::int64_t items_in(std::int64_t b, std::int64_t e) const noexcept {
+    return std::min(items_, e * scale_) - std::min(items_, b * scale_);
+  }
   bool claim(std::int64_t& b, std::int64_t& e) noexcept {
     std::int64_t cur = next_.load(std::memory_order_relaxed);
     if (cur >= n_) return false;
@@ -128,7 +149,8 @@ class LoopCtl final : public Waitable {
       if (flag_.exchange(2, std::memory_order_acq_rel) == 1) futex_wake(&flag_, INT_MAX);
     }
   }
-  void fail(std::int64_t at, std::exception_ptr e) noexcept {
+  // Keeps the failure and stops the loop; returns how many indices nobody had claimed.
+  std::int64_t fail(std::int64_t at, std::exception_ptr e) noexcept {
     {
       std::lock_guard lk(mu_);
       if (!error_ || at < error_at_) {
@@ -138,10 +160,12 @@ class LoopCtl final : public Waitable {
     }
     // Stop handing out work; what nobody claimed counts as finished.
     const std::int64_t old = next_.exchange(n_, std::memory_order_relaxed);
-    if (old < n_) finish(n_ - old);
+    if (old >= n_) return 0;
+    finish(n_ - old);
+    return n_ - old;
   }
 
-  const std::int64_t base_, n_, fixed_, min_;
+  const std::int64_t base_, n_, scale_, items_, fixed_, min_;
   const int parts_;
   Body body_;
   void* ctx_;

@@ -6,13 +6,21 @@
 // `observe::pools()` snapshots every live pool of the process (the dashboard's source).
 //
 // Contract
-//   * A "task" is what the pool schedules: one `submit`, or one chunk of a map (a map of 10⁶ items
-//     in chunks of 1000 is 1000 tasks). Item-level progress is the progress recorder's business.
-//   * Counters only grow, except `running` and `queue_depth`, which are levels. A snapshot is not
-//     atomic across fields: read while tasks run, `submitted` may briefly trail
-//     `done + failed + running + queue_depth` by the tasks in between.
-//   * `bytes_moved` counts encoded bytes sent to and received from worker processes or ranks
-//     (arguments and results); it stays 0 on a ThreadPool, where nothing is copied.
+//   * A "task" is one item, in every pool: one `submit` is one task, and so is each input of a map
+//     (a map of 10⁶ items is 10⁶ tasks, however it is chunked). On a ThreadPool's parallel loops
+//     (parallel_for, parallel_reduce, and a map nobody observes) an item is one index; a chunk
+//     that throws counts all its indices failed, and the indices nobody had claimed when the loop
+//     stopped count cancelled. `chunks` counts the units the pool scheduled (a submit, a map
+//     chunk, a batch sent to a rank).
+//   * submitted = done + failed + cancelled + running + queue_depth. Every counter only grows,
+//     except `running` and `queue_depth`, which are levels. A snapshot is not atomic across
+//     fields: read while tasks run, the sum may be off by the tasks that moved in between. A retry
+//     does not count as a new submission: the item counts once, in `retried` as often as it ran
+//     again.
+//   * The byte counters count encoded bytes sent to and received from worker processes or ranks
+//     (arguments and results); they stay 0 on a ThreadPool, where nothing is copied.
+//   * Fields a pool cannot have stay 0: `crashes`, `timeouts` and `corrupt_messages` belong to the
+//     ProcessPool (a ClusterPool's ranks keep theirs), compression to the ClusterPool.
 //
 // Thread-safety: counters(), pools() and snapshot() may be called from any thread, at any time.
 //
@@ -33,15 +41,23 @@
 namespace parx::observe {
 
 struct Counters {
-  std::uint64_t submitted = 0;        // tasks accepted
-  std::uint64_t running = 0;          // started and not yet ended
-  std::uint64_t done = 0;             // ended with a value
-  std::uint64_t failed = 0;           // ended with an exception, a crash or a timeout
-  std::uint64_t cancelled = 0;        // dropped before they started
-  std::uint64_t retried = 0;          // runs repeated after a crash or an exception
-  std::uint64_t worker_restarts = 0;  // replacement workers started (crash, recycling, limits)
-  std::uint64_t queue_depth = 0;      // accepted and not yet started
-  std::uint64_t bytes_moved = 0;      // encoded bytes to and from workers or ranks
+  std::uint64_t submitted = 0;         // items accepted
+  std::uint64_t running = 0;           // started and not yet ended
+  std::uint64_t done = 0;              // ended with a value
+  std::uint64_t failed = 0;            // ended with an exception, a crash or a timeout
+  std::uint64_t cancelled = 0;         // dropped before they started
+  std::uint64_t retried = 0;           // runs repeated after a crash or an exception
+  std::uint64_t queue_depth = 0;       // accepted and not yet started
+  std::uint64_t chunks = 0;            // units scheduled: submits, map chunks, batches sent
+  std::uint64_t worker_restarts = 0;   // replacement workers started (crash, recycling, limits)
+  std::uint64_t crashes = 0;           // workers that died while holding work
+  std::uint64_t timeouts = 0;          // workers killed for running an item past the timeout
+  std::uint64_t corrupt_messages = 0;  // frames refused (bad magic, size or checksum)
+  std::uint64_t bytes_moved = 0;       // bytes_sent + bytes_received
+  std::uint64_t bytes_sent = 0;        // encoded jobs sent to workers or ranks
+  std::uint64_t bytes_received = 0;    // encoded results received from them
+  std::uint64_t compressed = 0;        // messages sent or received compressed (ClusterPool)
+  std::uint64_t bytes_saved = 0;       // bytes compression kept off the network (ClusterPool)
 };
 
 // One worker of a pool as the dashboard shows it.
