@@ -15,7 +15,7 @@ set(PARX_LAYER_durable_HEADERS memory.hpp detail/journal.hpp)
 set(PARX_LAYER_thread_HEADERS thread_pool.hpp task_group.hpp checkpoint.hpp detail/map_stream.hpp)
 set(PARX_LAYER_ipc_HEADERS
     shared_memory.hpp shared_value.hpp queue.hpp pipe.hpp lock.hpp condition.hpp event.hpp
-    barrier.hpp process.hpp)
+    barrier.hpp process.hpp detail/ipc_handle.hpp)
 set(PARX_LAYER_engine_HEADERS detail/remote_pool.hpp)
 set(PARX_LAYER_process_HEADERS process_pool.hpp)
 set(PARX_LAYER_mpi_HEADERS mpi.hpp cluster_pool.hpp)

@@ -387,6 +387,94 @@ TEST(SharedMemory, NothingLeftAfterCreatorIsSigkilled) {
   EXPECT_TRUE(cleaned) << name << " leaked in /dev/shm; fork server " << server << ": " << diag;
 }
 
+// ---- forged and mismatched handles ---------------------------------------------------------
+// Every ipc handle travels as its segment's name (detail/ipc_handle.hpp). A message that names
+// no segment, a segment too small, or a segment holding another kind of object gives
+// SerializationError naming the handle: never a handle over memory that is not what it claims.
+
+template <class H>
+std::string refusal(const parx::Bytes& msg) {
+  try {
+    parx::Decoder d(msg);
+    (void)d.make<H>();
+  } catch (const parx::SerializationError& e) {
+    return e.what();
+  }
+  return "accepted";
+}
+
+template <class H>
+void expect_refuses(const parx::Bytes& msg, const std::string& name, const std::string& why) {
+  const std::string what = refusal<H>(msg);
+  EXPECT_NE(what.find(name), std::string::npos) << name << ": " << what;
+  EXPECT_NE(what.find(why), std::string::npos) << name << ": " << what;
+}
+
+// Each handle, decoded from a message naming no segment, a tiny segment and an Event's segment.
+template <class H>
+void expect_refuses_foreign(const std::string& name) {
+  expect_refuses<H>(parx::encode(parx::SharedMemory()), name, "");
+  const auto tiny = parx::SharedMemory::create(8);
+  expect_refuses<H>(parx::encode(tiny), name, "");
+  parx::Event event;
+  if (name != "Event") expect_refuses<H>(parx::encode(event), name, "");
+  parx::Semaphore sem;
+  if (name != "Semaphore" && name != "BoundedSemaphore")
+    expect_refuses<H>(parx::encode(sem), name, "");
+}
+
+TEST(IpcHandles, EveryHandleRefusesASegmentThatIsNotItsOwn) {
+  expect_refuses_foreign<parx::Event>("Event");
+  expect_refuses_foreign<parx::Semaphore>("Semaphore");
+  expect_refuses_foreign<parx::BoundedSemaphore>("BoundedSemaphore");
+  expect_refuses_foreign<parx::Barrier>("Barrier");
+  expect_refuses_foreign<parx::Queue<int>>("Queue");
+  expect_refuses_foreign<parx::JoinableQueue<int>>("JoinableQueue");
+  expect_refuses_foreign<parx::SharedValue<int>>("SharedValue");
+  expect_refuses_foreign<parx::SharedArray<int>>("SharedArray");
+  // The message-level refusals name the handle and the reason.
+  expect_refuses<parx::Event>(parx::encode(parx::SharedMemory()), "Event", "no segment");
+  const parx::Queue<int> queue;
+  expect_refuses<parx::Barrier>(parx::encode(queue), "Barrier", "holds no Barrier");
+  const parx::Barrier barrier(2);
+  expect_refuses<parx::Queue<int>>(parx::encode(barrier), "Queue", "holds no Queue");
+  const auto tiny = parx::SharedMemory::create(8);
+  expect_refuses<parx::Semaphore>(parx::encode(tiny), "Semaphore", "too small");
+}
+
+TEST(IpcHandles, SharedDataRefusesAnotherElementTypeOrShape) {
+  parx::SharedValue<int> v(7);
+  parx::SharedArray<int> a(4, 1);
+  const parx::Bytes vm = parx::encode(v), am = parx::encode(a);
+  parx::Decoder dv(vm), da(am);
+  EXPECT_EQ(dv.make<parx::SharedValue<int>>().get(), 7);
+  EXPECT_EQ(da.make<parx::SharedArray<int>>().load(3), 1);
+  expect_refuses<parx::SharedValue<float>>(parx::encode(v), "SharedValue", "another type");
+  expect_refuses<parx::SharedValue<long>>(parx::encode(v), "SharedValue", "another type");
+  expect_refuses<parx::SharedArray<double>>(parx::encode(a), "SharedArray", "another type");
+  expect_refuses<parx::SharedArray<int>>(parx::encode(v), "SharedArray", "holds no SharedArray");
+  expect_refuses<parx::SharedValue<int>>(parx::encode(a), "SharedValue", "holds no SharedValue");
+}
+
+TEST(IpcHandles, ALockOrConditionRefusesASegmentWithoutOne) {
+  // A Lock travels as a segment and an offset.
+  const auto seg = parx::SharedMemory::create(64);
+  expect_refuses<parx::Lock>(parx::encode(seg, std::uint64_t{4096}), "Lock", "too small");
+  expect_refuses<parx::Lock>(parx::encode(seg, ~std::uint64_t{0}), "Lock", "too small");
+  expect_refuses<parx::Lock>(parx::encode(parx::SharedMemory(), std::uint64_t{0}), "Lock",
+                             "no segment");
+  // A Condition's own word after a good lock.
+  const parx::Lock lock;
+  const parx::Event event;
+  expect_refuses<parx::Condition>(parx::encode(lock, event), "Condition", "holds no Condition");
+  // A Connection travels as the names of its two queues.
+  expect_refuses<parx::Connection>(parx::encode(event.segment()->name(), std::string()),
+                                   "Connection", "too small");
+  const parx::Barrier barrier(2);
+  expect_refuses<parx::Connection>(parx::encode(std::string(), barrier.segment()->name()),
+                                   "Connection", "holds no Connection");
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {

@@ -24,6 +24,7 @@
 #include <cstdint>
 #include <memory>
 
+#include "parx/detail/ipc_handle.hpp"
 #include "parx/lock.hpp"
 
 namespace parx {
@@ -60,9 +61,10 @@ class Barrier {
   const std::shared_ptr<SharedMemory>& segment() const noexcept { return seg_; }
 
  private:
-  friend struct Codec<Barrier>;
+  friend struct detail::SegmentCodec<Barrier>;
   struct Header;
-  explicit Barrier(std::shared_ptr<SharedMemory> attach);
+  static constexpr const char* kName = "Barrier";
+  Barrier(detail::AttachTo, std::shared_ptr<SharedMemory> seg);
   std::uint32_t wait_ns(long long timeout_ns);
   void claim_slot();
   bool a_party_died();
@@ -75,12 +77,6 @@ class Barrier {
 };
 
 template <>
-struct Codec<Barrier> {
-  static void encode(Encoder& e, const Barrier& b) { e.put(*b.segment()); }
-  static Barrier make(Decoder& d) {
-    return Barrier(std::make_shared<SharedMemory>(d.make<SharedMemory>()));
-  }
-  static void decode(Decoder& d, Barrier& b) { b = make(d); }
-};
+struct Codec<Barrier> : detail::SegmentCodec<Barrier> {};
 
 }  // namespace parx

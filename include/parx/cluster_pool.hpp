@@ -127,21 +127,14 @@ class ClusterPool : public detail::RemotePool<ClusterPool> {
   // This process's rank and the job's size (0 and 1 without a launcher).
   int rank() const noexcept { return rank_; }
   int size() const noexcept { return size_; }
-  // Task slots over every rank that runs tasks.
-  std::size_t workers() const noexcept { return workers_; }
-  // The id this pool's observe events carry (observe::Event::executor_id): what a recorder
-  // records alone with TraceRecorder::only(pool.id()).
-  std::uint64_t id() const noexcept { return id_; }
   // Every rank of the pool with its counters (driver only; counters as of the call).
   std::vector<Rank> ranks() const;
-  // Counters since construction (observe/metrics.hpp), a task being one item: `chunks` are the
-  // jobs sent to ranks, the byte counters the job and result messages as sent (after
-  // compression), `compressed` and `bytes_saved` what compression did. Driver only.
-  observe::Counters counters() const;
-  bool is_shutdown() const noexcept;
 
-  // submit, map, starmap, imap, imap_unordered, submit_encoded: detail/remote_pool.hpp (on the
-  // driver; a serving rank that calls them gets InvalidState).
+  // workers, id, counters, is_shutdown, submit, map, starmap, imap, imap_unordered,
+  // submit_encoded: detail/remote_pool.hpp (on the driver; a serving rank that calls them gets
+  // InvalidState, except workers, id and is_shutdown). In counters, `chunks` are the jobs sent
+  // to ranks, the byte counters the job and result messages as sent (after compression),
+  // `compressed` and `bytes_saved` what compression did.
 
   void shutdown(const ShutdownOptions& how = {});
 
@@ -150,13 +143,13 @@ class ClusterPool : public detail::RemotePool<ClusterPool> {
   static constexpr MapTuning kMapTuning = map_tuning::cluster;
   void require_driver(const char* what) const;
   void enqueue(detail::RemoteJob&& job);
+  observe::Counters read_counters() const;
+  bool transport_shut_down() const noexcept;
 
   std::unique_ptr<detail::ClusterImpl> impl_;
   bool driver_ = true;
   int rank_ = 0;
   int size_ = 1;
-  std::size_t workers_ = 0;
-  std::uint64_t id_ = 0;
 };
 
 static_assert(Executor<ClusterPool>);

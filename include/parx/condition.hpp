@@ -29,6 +29,7 @@
 #include <cstdint>
 #include <memory>
 
+#include "parx/detail/ipc_handle.hpp"
 #include "parx/lock.hpp"
 
 namespace parx {
@@ -76,7 +77,8 @@ class Condition {
 
  private:
   friend struct Codec<Condition>;
-  Condition(Lock lock, std::shared_ptr<SharedMemory> attach);
+  static constexpr const char* kName = "Condition";
+  Condition(Lock lock, std::shared_ptr<SharedMemory> seg);
   bool wait_ns(long long timeout_ns);
   Lock lock_;
   std::shared_ptr<SharedMemory> seg_;
@@ -91,8 +93,7 @@ struct Codec<Condition> {
   }
   static Condition make(Decoder& d) {
     Lock l = d.make<Lock>();
-    auto seg = std::make_shared<SharedMemory>(d.make<SharedMemory>());
-    return Condition(std::move(l), std::move(seg));
+    return Condition(std::move(l), detail::decode_segment(d, Condition::kName));
   }
   static void decode(Decoder& d, Condition& c) { c = make(d); }
 };

@@ -28,6 +28,7 @@
 #include <cstdint>
 #include <memory>
 
+#include "parx/detail/ipc_handle.hpp"
 #include "parx/shared_memory.hpp"
 
 namespace parx {
@@ -63,8 +64,9 @@ class Event {
   const std::shared_ptr<SharedMemory>& segment() const noexcept { return seg_; }
 
  private:
-  friend struct Codec<Event>;
-  explicit Event(std::shared_ptr<SharedMemory> attach);
+  friend struct detail::SegmentCodec<Event>;
+  static constexpr const char* kName = "Event";
+  Event(detail::AttachTo, std::shared_ptr<SharedMemory> seg);
   bool wait_ns(long long timeout_ns);
   std::shared_ptr<SharedMemory> seg_;
   detail::EventWord* w_ = nullptr;
@@ -91,9 +93,10 @@ class Semaphore {
   Semaphore(std::uint32_t value, std::uint32_t max);
 
  private:
-  friend struct Codec<Semaphore>;
+  friend struct detail::SegmentCodec<Semaphore>;
   friend class BoundedSemaphore;
-  explicit Semaphore(std::shared_ptr<SharedMemory> attach);
+  static constexpr const char* kName = "Semaphore";
+  Semaphore(detail::AttachTo, std::shared_ptr<SharedMemory> seg, const char* name = kName);
   bool acquire_ns(long long timeout_ns);
   std::shared_ptr<SharedMemory> seg_;
   detail::SemaphoreWord* w_ = nullptr;
@@ -105,31 +108,17 @@ class BoundedSemaphore : public Semaphore {
   explicit BoundedSemaphore(std::uint32_t value = 1) : Semaphore(value, value) {}
 
  private:
-  friend struct Codec<BoundedSemaphore>;
-  explicit BoundedSemaphore(Semaphore&& s) : Semaphore(std::move(s)) {}
+  friend struct detail::SegmentCodec<BoundedSemaphore>;
+  static constexpr const char* kName = "BoundedSemaphore";
+  BoundedSemaphore(detail::AttachTo a, std::shared_ptr<SharedMemory> seg)
+      : Semaphore(a, std::move(seg), kName) {}
 };
 
 template <>
-struct Codec<Event> {
-  static void encode(Encoder& e, const Event& v) { e.put(*v.segment()); }
-  static Event make(Decoder& d) {
-    return Event(std::make_shared<SharedMemory>(d.make<SharedMemory>()));
-  }
-  static void decode(Decoder& d, Event& v) { v = make(d); }
-};
+struct Codec<Event> : detail::SegmentCodec<Event> {};
 template <>
-struct Codec<Semaphore> {
-  static void encode(Encoder& e, const Semaphore& v) { e.put(*v.segment()); }
-  static Semaphore make(Decoder& d) {
-    return Semaphore(std::make_shared<SharedMemory>(d.make<SharedMemory>()));
-  }
-  static void decode(Decoder& d, Semaphore& v) { v = make(d); }
-};
+struct Codec<Semaphore> : detail::SegmentCodec<Semaphore> {};
 template <>
-struct Codec<BoundedSemaphore> {
-  static void encode(Encoder& e, const BoundedSemaphore& v) { e.put(*v.segment()); }
-  static BoundedSemaphore make(Decoder& d) { return BoundedSemaphore(Codec<Semaphore>::make(d)); }
-  static void decode(Decoder& d, BoundedSemaphore& v) { v = make(d); }
-};
+struct Codec<BoundedSemaphore> : detail::SegmentCodec<BoundedSemaphore> {};
 
 }  // namespace parx

@@ -29,6 +29,7 @@
 #include <cstdint>
 #include <memory>
 
+#include "parx/detail/ipc_handle.hpp"
 #include "parx/shared_memory.hpp"
 
 namespace parx {
@@ -100,12 +101,12 @@ struct Codec<Lock> {
     e.put(static_cast<std::uint64_t>(l.offset()));
   }
   static Lock make(Decoder& d) {
-    auto seg = std::make_shared<SharedMemory>();
-    d.get(*seg);
+    auto seg = detail::decode_segment(d, "Lock");
     std::uint64_t off = 0;
     d.get(off);
-    if (!*seg || off + Lock::footprint() > seg->size())
-      throw SerializationError("a Lock's segment is missing or too small");
+    if (off > seg->size() || seg->size() - off < Lock::footprint())
+      throw SerializationError("Lock: segment too small for a lock at offset " +
+                               std::to_string(off));
     return Lock(std::move(seg), static_cast<std::size_t>(off), false);
   }
   static void decode(Decoder& d, Lock& l) { l = make(d); }

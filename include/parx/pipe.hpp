@@ -130,8 +130,8 @@ struct Codec<Connection> {
   static Connection make(Decoder& d) {
     auto in = std::make_shared<SharedMemory>(d.make<SharedMemory>());
     auto out = std::make_shared<SharedMemory>(d.make<SharedMemory>());
-    return Connection(*in ? std::make_shared<detail::ByteQueue>(in) : nullptr,
-                      *out ? std::make_shared<detail::ByteQueue>(out) : nullptr);
+    return Connection(*in ? std::make_shared<detail::ByteQueue>(in, "Connection") : nullptr,
+                      *out ? std::make_shared<detail::ByteQueue>(out, "Connection") : nullptr);
   }
   static void decode(Decoder& d, Connection& c) { c = make(d); }
 };

@@ -119,18 +119,12 @@ class ProcessPool : public detail::RemotePool<ProcessPool> {
   ProcessPool(const ProcessPool&) = delete;
   ProcessPool& operator=(const ProcessPool&) = delete;
 
-  std::size_t workers() const noexcept { return workers_; }
-  // The id this pool's observe events carry (observe::Event::executor_id): what a recorder
-  // records alone with TraceRecorder::only(pool.id()).
-  std::uint64_t id() const noexcept;
   // Pids of the live workers (for diagnostics and tests).
   std::vector<pid_t> pids() const;
-  // Counters since construction (observe/metrics.hpp), a task being one item: crashes,
-  // timeouts, retries, replacement workers and refused frames among them.
-  observe::Counters counters() const;
-  bool is_shutdown() const noexcept;
 
-  // submit, map, starmap, imap, imap_unordered, submit_encoded: detail/remote_pool.hpp.
+  // workers, id, counters (crashes, timeouts, retries, replacement workers and refused frames
+  // among them), is_shutdown, submit, map, starmap, imap, imap_unordered, submit_encoded:
+  // detail/remote_pool.hpp.
 
   void shutdown(const ShutdownOptions& how = {});
 
@@ -139,9 +133,10 @@ class ProcessPool : public detail::RemotePool<ProcessPool> {
   static constexpr MapTuning kMapTuning = map_tuning::process;
   void require_driver(const char*) const noexcept {}
   void enqueue(detail::RemoteJob&& job);
+  observe::Counters read_counters() const;
+  bool transport_shut_down() const noexcept;
 
   std::unique_ptr<detail::ProcessTransport> impl_;
-  std::size_t workers_ = 0;
 };
 
 static_assert(Executor<ProcessPool>);

@@ -40,6 +40,7 @@
 #include <type_traits>
 
 #include "parx/codec.hpp"
+#include "parx/detail/ipc_handle.hpp"
 #include "parx/lock.hpp"
 
 namespace parx {
@@ -60,7 +61,8 @@ class ByteQueue {
   static constexpr std::size_t kDefaultCapacity = std::size_t{8} << 20;
 
   ByteQueue(std::size_t maxsize, std::size_t capacity_bytes);
-  explicit ByteQueue(std::shared_ptr<SharedMemory> attach);
+  // Attaches to a queue's segment; throws SerializationError naming `what` if it holds none.
+  explicit ByteQueue(std::shared_ptr<SharedMemory> attach, const char* what = "Queue");
 
   // timeout_ns < 0: wait for ever; 0: do not wait. false: timed out / would block.
   bool put(std::span<const std::byte> msg, std::int64_t timeout_ns);
@@ -195,8 +197,10 @@ class Queue {
   const std::shared_ptr<SharedMemory>& segment() const noexcept { return q_->segment(); }
 
  protected:
-  friend struct Codec<Queue<T>>;
-  explicit Queue(std::shared_ptr<detail::ByteQueue> q) : q_(std::move(q)) {}
+  friend struct detail::SegmentCodec<Queue<T>>;
+  static constexpr const char* kName = "Queue";
+  Queue(detail::AttachTo, std::shared_ptr<SharedMemory> seg, const char* name = kName)
+      : q_(std::make_shared<detail::ByteQueue>(std::move(seg), name)) {}
   std::shared_ptr<detail::ByteQueue> q_;
 };
 
@@ -215,32 +219,15 @@ class JoinableQueue : public Queue<T> {
   }
 
  private:
-  friend struct Codec<JoinableQueue<T>>;
-  explicit JoinableQueue(std::shared_ptr<detail::ByteQueue> q) : Queue<T>(std::move(q)) {}
+  friend struct detail::SegmentCodec<JoinableQueue<T>>;
+  static constexpr const char* kName = "JoinableQueue";
+  JoinableQueue(detail::AttachTo a, std::shared_ptr<SharedMemory> seg)
+      : Queue<T>(a, std::move(seg), kName) {}
 };
 
 template <class T>
-struct Codec<Queue<T>> {
-  static void encode(Encoder& e, const Queue<T>& q) { e.put(*q.segment()); }
-  static Queue<T> make(Decoder& d) {
-    auto seg = std::make_shared<SharedMemory>();
-    d.get(*seg);
-    if (!*seg) throw SerializationError("Queue: no segment in the message");
-    return Queue<T>(std::make_shared<detail::ByteQueue>(std::move(seg)));
-  }
-  static void decode(Decoder& d, Queue<T>& q) { q = make(d); }
-};
-
+struct Codec<Queue<T>> : detail::SegmentCodec<Queue<T>> {};
 template <class T>
-struct Codec<JoinableQueue<T>> {
-  static void encode(Encoder& e, const JoinableQueue<T>& q) { e.put(*q.segment()); }
-  static JoinableQueue<T> make(Decoder& d) {
-    auto seg = std::make_shared<SharedMemory>();
-    d.get(*seg);
-    if (!*seg) throw SerializationError("JoinableQueue: no segment in the message");
-    return JoinableQueue<T>(std::make_shared<detail::ByteQueue>(std::move(seg)));
-  }
-  static void decode(Decoder& d, JoinableQueue<T>& q) { q = make(d); }
-};
+struct Codec<JoinableQueue<T>> : detail::SegmentCodec<JoinableQueue<T>> {};
 
 }  // namespace parx

@@ -10,6 +10,9 @@
 //     same memory. Copies within one process share it as well.
 //   * The memory is freed when the creator's last copy is destroyed (and by the fork server if
 //     the creator dies first); children attached to it keep their mapping until they drop it.
+//   * The segment records what it holds (value or array, T's mangled name and size, the element
+//     count): a message naming a SharedValue<int> decoded as a SharedValue<float>, a SharedArray,
+//     or a segment of anything else throws SerializationError instead of reinterpreting bytes.
 //
 // Thread-safety: get/set/load/store and the lock are thread- and process-safe; ref() and
 // operator[] are raw access — hold get_lock().
@@ -30,11 +33,62 @@
 #include <cstring>
 #include <memory>
 #include <mutex>
+#include <new>
+#include <string>
 #include <type_traits>
+#include <typeinfo>
 
+#include "parx/detail/ipc_handle.hpp"
 #include "parx/lock.hpp"
 
 namespace parx {
+
+namespace detail {
+// What a SharedValue's or SharedArray's segment holds, after its lock: checked on attach.
+template <std::uint64_t Magic>
+struct SharedDataWord {
+  static constexpr std::uint64_t kMagic = Magic;
+  std::uint64_t magic;
+  std::uint64_t type;       // FNV-1a of T's mangled name
+  std::uint64_t elem_size;  // sizeof(T)
+  std::uint64_t n;          // elements
+};
+using SharedValueWord = SharedDataWord<0x7061727853564c55ull>;  // "parxSVLU"
+using SharedArrayWord = SharedDataWord<0x7061727853415252ull>;  // "parxSARR"
+
+template <class T>
+std::uint64_t type_fingerprint() noexcept {
+  std::uint64_t h = 0xcbf29ce484222325ull;
+  for (const char* c = typeid(T).name(); *c; ++c)
+    h = (h ^ static_cast<unsigned char>(*c)) * 0x100000001b3ull;
+  return h;
+}
+
+// Writes the word of a new segment; checks it on attach (throws SerializationError naming
+// `what`), returning the element count.
+template <class W, class T>
+void init_data_word(SharedMemory& seg, std::uint64_t n) {
+  auto* w = new (seg.data() + Lock::footprint()) W{};
+  w->type = type_fingerprint<T>();
+  w->elem_size = sizeof(T);
+  w->n = n;
+  w->magic = W::kMagic;
+}
+template <class W, class T>
+std::uint64_t check_data_word(const std::shared_ptr<SharedMemory>& seg, const char* what,
+                              std::size_t data_offset) {
+  const W* w = checked_word<W>(seg, what, Lock::footprint());
+  if (w->type != type_fingerprint<T>() || w->elem_size != sizeof(T))
+    throw SerializationError(std::string(what) + ": segment '" + seg->name() +
+                             "' holds elements of another type (" + std::to_string(w->elem_size) +
+                             " bytes each; this handle's type has " + std::to_string(sizeof(T)) +
+                             ")");
+  if (seg->size() < data_offset || w->n > (seg->size() - data_offset) / sizeof(T))
+    throw SerializationError(std::string(what) + ": segment '" + seg->name() +
+                             "' holds fewer elements than its header says");
+  return w->n;
+}
+}  // namespace detail
 
 template <class T>
 class SharedValue {
@@ -45,6 +99,7 @@ class SharedValue {
   explicit SharedValue(const T& initial = T{})
       : seg_(std::make_shared<SharedMemory>(SharedMemory::create(value_offset() + sizeof(T)))),
         lock_(seg_, 0, true) {
+    detail::init_data_word<detail::SharedValueWord, T>(*seg_, 1);
     std::memcpy(ptr(), &initial, sizeof(T));
   }
 
@@ -62,15 +117,16 @@ class SharedValue {
   const std::shared_ptr<SharedMemory>& segment() const noexcept { return seg_; }
 
  private:
-  friend struct Codec<SharedValue<T>>;
-  struct Attach {};
-  SharedValue(Attach, std::shared_ptr<SharedMemory> seg)
-      : seg_(std::move(seg)), lock_(seg_, 0, false) {
-    if (seg_->size() < value_offset() + sizeof(T))
-      throw SerializationError("SharedValue: segment '" + seg_->name() + "' is too small");
+  friend struct detail::SegmentCodec<SharedValue<T>>;
+  static constexpr const char* kName = "SharedValue";
+  SharedValue(detail::AttachTo, std::shared_ptr<SharedMemory> seg) : seg_(std::move(seg)) {
+    if (detail::check_data_word<detail::SharedValueWord, T>(seg_, kName, value_offset()) != 1)
+      throw SerializationError("SharedValue: segment '" + seg_->name() + "' holds an array");
+    lock_ = Lock(seg_, 0, false);
   }
   static std::size_t value_offset() noexcept {
-    return (Lock::footprint() + alignof(T) - 1) / alignof(T) * alignof(T);
+    const std::size_t header = Lock::footprint() + sizeof(detail::SharedValueWord);
+    return (header + alignof(T) - 1) / alignof(T) * alignof(T);
   }
   T* ptr() const noexcept { return reinterpret_cast<T*>(seg_->data() + value_offset()); }
 
@@ -90,7 +146,7 @@ class SharedArray {
             SharedMemory::create(data_offset() + n * sizeof(T) + sizeof(T)))),
         lock_(seg_, 0, true),
         n_(n) {
-    std::memcpy(seg_->data() + Lock::footprint(), &n_, sizeof n_);
+    detail::init_data_word<detail::SharedArrayWord, T>(*seg_, n);
     for (std::size_t i = 0; i < n; ++i)
       std::memcpy(data() + i, &fill, sizeof(T));
   }
@@ -115,16 +171,12 @@ class SharedArray {
   const std::shared_ptr<SharedMemory>& segment() const noexcept { return seg_; }
 
  private:
-  friend struct Codec<SharedArray<T>>;
-  struct Attach {};
-  SharedArray(Attach, std::shared_ptr<SharedMemory> seg)
-      : seg_(std::move(seg)), lock_(seg_, 0, false) {
-    if (seg_->size() < data_offset())
-      throw SerializationError("SharedArray: segment '" + seg_->name() + "' is too small");
-    std::memcpy(&n_, seg_->data() + Lock::footprint(), sizeof n_);
-    if (n_ > (seg_->size() - data_offset()) / sizeof(T))
-      throw SerializationError("SharedArray: segment '" + seg_->name() +
-                               "' holds fewer elements than its header says");
+  friend struct detail::SegmentCodec<SharedArray<T>>;
+  static constexpr const char* kName = "SharedArray";
+  SharedArray(detail::AttachTo, std::shared_ptr<SharedMemory> seg)
+      : seg_(std::move(seg)),
+        n_(detail::check_data_word<detail::SharedArrayWord, T>(seg_, kName, data_offset())) {
+    lock_ = Lock(seg_, 0, false);
   }
   void check(std::size_t i) const {
     if (i >= n_)
@@ -132,7 +184,7 @@ class SharedArray {
                             std::to_string(n_));
   }
   static std::size_t data_offset() noexcept {
-    const std::size_t header = Lock::footprint() + sizeof(std::uint64_t);
+    const std::size_t header = Lock::footprint() + sizeof(detail::SharedArrayWord);
     return (header + alignof(T) - 1) / alignof(T) * alignof(T);
   }
 
@@ -142,27 +194,8 @@ class SharedArray {
 };
 
 template <class T>
-struct Codec<SharedValue<T>> {
-  static void encode(Encoder& e, const SharedValue<T>& v) { e.put(*v.segment()); }
-  static SharedValue<T> make(Decoder& d) {
-    auto seg = std::make_shared<SharedMemory>();
-    d.get(*seg);
-    if (!*seg) throw SerializationError("SharedValue: no segment in the message");
-    return SharedValue<T>(typename SharedValue<T>::Attach{}, std::move(seg));
-  }
-  static void decode(Decoder& d, SharedValue<T>& v) { v = make(d); }
-};
-
+struct Codec<SharedValue<T>> : detail::SegmentCodec<SharedValue<T>> {};
 template <class T>
-struct Codec<SharedArray<T>> {
-  static void encode(Encoder& e, const SharedArray<T>& a) { e.put(*a.segment()); }
-  static SharedArray<T> make(Decoder& d) {
-    auto seg = std::make_shared<SharedMemory>();
-    d.get(*seg);
-    if (!*seg) throw SerializationError("SharedArray: no segment in the message");
-    return SharedArray<T>(typename SharedArray<T>::Attach{}, std::move(seg));
-  }
-  static void decode(Decoder& d, SharedArray<T>& a) { a = make(d); }
-};
+struct Codec<SharedArray<T>> : detail::SegmentCodec<SharedArray<T>> {};
 
 }  // namespace parx

@@ -78,12 +78,9 @@ Barrier::Barrier(std::uint32_t parties) {
   h->magic = Header::kMagic;
 }
 
-Barrier::Barrier(std::shared_ptr<SharedMemory> attach) : seg_(std::move(attach)) {
-  if (!seg_ || !*seg_ || seg_->size() < kSegmentSize)
-    throw SerializationError("Barrier: segment missing or too small");
+Barrier::Barrier(detail::AttachTo, std::shared_ptr<SharedMemory> seg) : seg_(std::move(seg)) {
+  (void)detail::checked_word<Header>(seg_, kName, header_offset());
   lock_ = Lock(seg_, 0, false);
-  if (header()->magic != Header::kMagic)
-    throw SerializationError("Barrier: segment '" + seg_->name() + "' holds no barrier");
 }
 
 Barrier::Barrier(const Barrier& o) : seg_(o.seg_), lock_(o.lock_) {}  // a new party: no slot yet

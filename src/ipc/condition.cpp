@@ -15,14 +15,10 @@ Condition::Condition(Lock lock)
   w_->magic = detail::ConditionWord::kMagic;
 }
 
-Condition::Condition(Lock lock, std::shared_ptr<SharedMemory> attach)
-    : lock_(std::move(lock)), seg_(std::move(attach)) {
-  if (!seg_ || !*seg_ || seg_->size() < sizeof(detail::ConditionWord))
-    throw SerializationError("Condition: segment missing or too small");
-  w_ = reinterpret_cast<detail::ConditionWord*>(seg_->data());
-  if (w_->magic != detail::ConditionWord::kMagic)
-    throw SerializationError("Condition: segment '" + seg_->name() + "' holds no condition");
-}
+Condition::Condition(Lock lock, std::shared_ptr<SharedMemory> seg)
+    : lock_(std::move(lock)),
+      seg_(std::move(seg)),
+      w_(detail::checked_word<detail::ConditionWord>(seg_, kName)) {}
 
 bool Condition::wait_ns(long long timeout_ns) {
   // Read the word while holding the lock: a notify after this point (made under the lock, after

@@ -24,17 +24,6 @@ bool sleep_on(std::atomic<std::uint32_t>& seq, std::uint32_t seen, std::int64_t 
   return true;
 }
 
-template <class W>
-W* checked(const std::shared_ptr<SharedMemory>& seg, const char* what) {
-  if (!seg || !*seg || seg->size() < sizeof(W))
-    throw SerializationError(std::string(what) + ": segment missing or too small");
-  auto* w = reinterpret_cast<W*>(seg->data());
-  if (w->magic != W::kMagic)
-    throw SerializationError(std::string(what) + ": segment '" + seg->name() + "' holds no " +
-                             what);
-  return w;
-}
-
 }  // namespace
 
 // ---- Event ----------------------------------------------------------------------------------
@@ -45,9 +34,8 @@ Event::Event()
   w_->magic = detail::EventWord::kMagic;
 }
 
-Event::Event(std::shared_ptr<SharedMemory> attach) : seg_(std::move(attach)) {
-  w_ = checked<detail::EventWord>(seg_, "Event");
-}
+Event::Event(detail::AttachTo, std::shared_ptr<SharedMemory> seg)
+    : seg_(std::move(seg)), w_(detail::checked_word<detail::EventWord>(seg_, kName)) {}
 
 void Event::set() {
   w_->flag.store(1, std::memory_order_release);
@@ -86,9 +74,8 @@ Semaphore::Semaphore(std::uint32_t value, std::uint32_t max)
   w_->magic = detail::SemaphoreWord::kMagic;
 }
 
-Semaphore::Semaphore(std::shared_ptr<SharedMemory> attach) : seg_(std::move(attach)) {
-  w_ = checked<detail::SemaphoreWord>(seg_, "Semaphore");
-}
+Semaphore::Semaphore(detail::AttachTo, std::shared_ptr<SharedMemory> seg, const char* name)
+    : seg_(std::move(seg)), w_(detail::checked_word<detail::SemaphoreWord>(seg_, name)) {}
 
 bool Semaphore::try_acquire() {
   std::uint32_t v = w_->value.load(std::memory_order_acquire);

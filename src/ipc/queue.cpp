@@ -72,9 +72,11 @@ ByteQueue::ByteQueue(std::size_t maxsize, std::size_t capacity_bytes) {
   bind(true, maxsize, cap);
 }
 
-ByteQueue::ByteQueue(std::shared_ptr<SharedMemory> attach) : seg_(std::move(attach)) {
+ByteQueue::ByteQueue(std::shared_ptr<SharedMemory> attach, const char* what)
+    : seg_(std::move(attach)) {
+  (void)checked_word<Header>(seg_, what, header_offset());
   if (seg_->size() < header_offset() + padded(sizeof(Header)))
-    throw SerializationError("Queue: segment '" + seg_->name() + "' is too small for a queue");
+    throw SerializationError(std::string(what) + ": segment '" + seg_->name() + "' is too small");
   lock_ = Lock(seg_, 0, false);
   bind(false, 0, 0);
 }
@@ -89,7 +91,7 @@ void ByteQueue::bind(bool create, std::size_t maxsize, std::size_t capacity) {
     h_->magic = Header::kMagic;
   } else if (h_->magic != Header::kMagic ||
              h_->capacity > seg_->size() - header_offset() - padded(sizeof(Header))) {
-    throw SerializationError("Queue: segment '" + seg_->name() + "' does not hold a queue");
+    throw SerializationError("Queue: segment '" + seg_->name() + "' holds a damaged queue header");
   }
   cap_ = h_->capacity;
 }

@@ -84,33 +84,12 @@ class ClusterImpl final : public observe::detail::PoolSource {
     std::lock_guard lk(mu_);
     return ranks_;
   }
-  observe::Counters counters() {
+  observe::Counters counters() const {
     std::lock_guard lk(mu_);
     return counters_locked();
   }
   std::uint64_t exec_id() const noexcept { return exec_id_; }
-  observe::PoolSnapshot snapshot() const override {
-    auto* self = const_cast<ClusterImpl*>(this);
-    std::lock_guard lk(self->mu_);
-    observe::PoolSnapshot snap;
-    snap.id = exec_id_;
-    snap.kind = "cluster";
-    snap.counters = self->counters_locked();
-    for (const auto& r : ranks_) {
-      observe::WorkerState w;
-      w.index = r.rank;
-      w.rank = r.rank;
-      w.pid = static_cast<pid_t>(r.pid);
-      w.host = r.host;
-      w.tasks = r.chunks;
-      const std::size_t i = static_cast<std::size_t>(r.rank);
-      w.state = !accepting_ && stopping_                               ? "stopped"
-                : i < running_per_rank_.size() && running_per_rank_[i] ? "busy"
-                                                                       : "idle";
-      snap.workers.push_back(std::move(w));
-    }
-    return snap;
-  }
+  observe::PoolSnapshot snapshot() const override;
   observe::Counters counters_locked() const {
     observe::Counters c = counters_;
     const std::uint64_t left = started_ + c.cancelled;
@@ -122,19 +101,18 @@ class ClusterImpl final : public observe::detail::PoolSource {
   void emit_task(observe::EventKind k, const ClusterJob& j, int rank = -1,
                  std::int64_t duration_ns = 0, const char* detail = nullptr) const {
     if (!j.task_id || !observe::active()) return;
-    observe::Event e{};
-    e.kind = k;
-    e.executor_id = exec_id_;
-    e.executor_kind = "cluster";
-    e.task_id = j.task_id;
-    e.worker = rank;
-    e.rank = rank;
-    e.name = j.fn_name;
-    e.items = static_cast<std::uint32_t>(j.n);
-    e.duration_ns = duration_ns;
-    e.detail = detail;
-    if (rank >= 0 && static_cast<std::size_t>(rank) < hosts_.size()) e.host = hosts_[rank].c_str();
-    observe::emit(e);
+    const bool known = rank >= 0 && static_cast<std::size_t>(rank) < hosts_.size();
+    observe::emit({.kind = k,
+                   .executor_id = exec_id_,
+                   .executor_kind = "cluster",
+                   .task_id = j.task_id,
+                   .worker = rank,
+                   .name = j.fn_name,
+                   .detail = detail,
+                   .rank = rank,
+                   .host = known ? hosts_[rank].c_str() : nullptr,
+                   .items = static_cast<std::uint32_t>(j.n),
+                   .duration_ns = duration_ns});
   }
   void emit_rank(observe::EventKind k, int r) const {
     if (!observe::active()) return;
@@ -211,7 +189,7 @@ class ClusterImpl final : public observe::detail::PoolSource {
 
   std::unique_ptr<ClusterServer> server_;
 
-  std::mutex mu_;
+  mutable std::mutex mu_;
   std::condition_variable cv_;
   bool wake_ = false;
   bool accepting_ = true;

@@ -182,6 +182,20 @@ void ClusterImpl::watch_lost_ranks(const std::vector<Hello>& hello) {
   watch_ = std::move(w);
 }
 
+// The dashboard's view (observe/metrics.hpp): the counters and each rank's state.
+observe::PoolSnapshot ClusterImpl::snapshot() const {
+  std::lock_guard lk(mu_);
+  observe::PoolSnapshot snap{exec_id_, "cluster", counters_locked(), {}};
+  for (const auto& r : ranks_) {
+    const auto i = static_cast<std::size_t>(r.rank);
+    const char* state = !accepting_ && stopping_                               ? "stopped"
+                        : i < running_per_rank_.size() && running_per_rank_[i] ? "busy"
+                                                                               : "idle";
+    snap.workers.push_back({r.rank, static_cast<pid_t>(r.pid), r.rank, r.host, state, r.tasks});
+  }
+  return snap;
+}
+
 void ClusterImpl::enqueue(std::unique_ptr<ClusterJob> j) {
   {
     std::lock_guard lk(mu_);
@@ -268,12 +282,11 @@ std::vector<ClusterPool::Rank> ClusterPool::ranks() const {
   return impl_->ranks();
 }
 
-observe::Counters ClusterPool::counters() const {
-  require_driver("counters");
+observe::Counters ClusterPool::read_counters() const {
   return impl_->counters();
 }
 
-bool ClusterPool::is_shutdown() const noexcept {
+bool ClusterPool::transport_shut_down() const noexcept {
   return !impl_ || impl_->is_shutdown();
 }
 

@@ -18,24 +18,22 @@ ProcessPool::Options with_workers(std::size_t n) {
 ProcessPool::ProcessPool(std::size_t workers) : ProcessPool(with_workers(workers)) {}
 
 ProcessPool::ProcessPool(const Options& opts)
-    : impl_((observe::detail::start_from_env(), std::make_unique<detail::ProcessTransport>(opts))),
-      workers_(impl_->workers()) {}
+    : impl_((observe::detail::start_from_env(), std::make_unique<detail::ProcessTransport>(opts))) {
+  workers_ = impl_->workers();
+  id_ = impl_->exec_id();
+}
 
 ProcessPool::~ProcessPool() = default;
-
-std::uint64_t ProcessPool::id() const noexcept {
-  return impl_->exec_id();
-}
 
 std::vector<pid_t> ProcessPool::pids() const {
   return impl_->pids();
 }
 
-observe::Counters ProcessPool::counters() const {
+observe::Counters ProcessPool::read_counters() const {
   return impl_->counters();
 }
 
-bool ProcessPool::is_shutdown() const noexcept {
+bool ProcessPool::transport_shut_down() const noexcept {
   return impl_->is_shutdown();
 }
 

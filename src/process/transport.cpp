@@ -246,6 +246,22 @@ void ProcessTransport::submit_job(std::unique_ptr<Job> job) {
   bump();  // the I/O thread starts spinning for the response
 }
 
+// The dashboard's view (observe/metrics.hpp): the counters and each worker slot's state.
+observe::PoolSnapshot ProcessTransport::snapshot() const {
+  std::lock_guard lk(mu_);
+  observe::PoolSnapshot snap{exec_id_, "process", counters_locked(), {}};
+  for (const Slot& sl : slots_) {
+    const char* state = sl.state == Slot::Booting    ? "starting"
+                        : sl.state == Slot::Empty    ? (stopping_ ? "stopped" : "starting")
+                        : sl.state == Slot::Stopping ? "stopped"
+                        : sl.assigned.empty()        ? "idle"
+                                                     : "busy";
+    snap.workers.push_back(
+        {static_cast<int>(sl.index), sl.pid, -1, host_, state, sl.tasks_ended});
+  }
+  return snap;
+}
+
 void ProcessTransport::dispatch() {
   while (!pending_.empty()) {
     Job& j = *pending_.front();
@@ -479,7 +495,7 @@ void ProcessTransport::handle_result(Slot& s, std::span<const std::byte> payload
     }
     item_done(j, done);
   });
-  ++s.tasks_ended;
+  s.tasks_ended += v.n;
   job_ended(s, j, errors.size(), v.elapsed_ns, std::move(first_error));
   std::unique_ptr<Job> finished = std::move(s.assigned.front());
   s.assigned.pop_front();

@@ -138,32 +138,11 @@ class ProcessTransport final : public observe::detail::PoolSource {
       if (s.pid > 0 && s.state != Slot::Empty) out.push_back(s.pid);
     return out;
   }
-  observe::Counters counters() {
+  observe::Counters counters() const {
     std::lock_guard lk(mu_);
     return counters_locked();
   }
-  observe::PoolSnapshot snapshot() const override {
-    auto* self = const_cast<ProcessTransport*>(this);
-    std::lock_guard lk(self->mu_);
-    observe::PoolSnapshot snap;
-    snap.id = exec_id_;
-    snap.kind = "process";
-    snap.counters = self->counters_locked();
-    for (const Slot& sl : slots_) {
-      observe::WorkerState w;
-      w.index = static_cast<int>(sl.index);
-      w.pid = sl.pid;
-      w.host = host_;
-      w.tasks = sl.tasks_ended;
-      w.state = sl.state == Slot::Booting    ? "starting"
-                : sl.state == Slot::Empty    ? (stopping_ ? "stopped" : "starting")
-                : sl.state == Slot::Stopping ? "stopped"
-                : sl.assigned.empty()        ? "idle"
-                                             : "busy";
-      snap.workers.push_back(std::move(w));
-    }
-    return snap;
-  }
+  observe::PoolSnapshot snapshot() const override;
   std::uint64_t exec_id() const noexcept { return exec_id_; }
   bool is_shutdown() {
     std::lock_guard lk(mu_);
@@ -191,19 +170,17 @@ class ProcessTransport final : public observe::detail::PoolSource {
   void emit_job(observe::EventKind k, const Job& j, int worker = -1, pid_t pid = 0,
                 std::int64_t duration_ns = 0, const char* detail = nullptr) const {
     if (!observe::active()) return;
-    observe::Event e{};
-    e.kind = k;
-    e.executor_id = exec_id_;
-    e.executor_kind = "process";
-    e.task_id = j.task_id;
-    e.worker = worker;
-    e.name = j.fn_name.empty() ? nullptr : j.fn_name.c_str();
-    e.pid = pid;
-    e.items = static_cast<std::uint32_t>(j.count);
-    e.duration_ns = duration_ns;
-    e.detail = detail;
-    e.host = host_.c_str();
-    observe::emit(e);
+    observe::emit({.kind = k,
+                   .executor_id = exec_id_,
+                   .executor_kind = "process",
+                   .task_id = j.task_id,
+                   .worker = worker,
+                   .name = j.fn_name.empty() ? nullptr : j.fn_name.c_str(),
+                   .detail = detail,
+                   .pid = pid,
+                   .host = host_.c_str(),
+                   .items = static_cast<std::uint32_t>(j.count),
+                   .duration_ns = duration_ns});
   }
   void emit_worker(observe::EventKind k, const Slot& sl, const char* detail = nullptr) const {
     if (!observe::active()) return;
@@ -280,7 +257,7 @@ class ProcessTransport final : public observe::detail::PoolSource {
   std::uint64_t listener_ = 0;
   std::thread io_;
 
-  std::mutex mu_;
+  mutable std::mutex mu_;
   std::condition_variable boot_cv_;
   std::deque<Slot> slots_;  // never relocated: slots are referenced while in use
   std::map<pid_t, std::size_t> by_pid_;

@@ -6,11 +6,14 @@
 //     and complete job.sink with each item's outcome; throws ExecutorShutdown after shutdown;
 //   * `void require_driver(const char* what) const`: throws where this process cannot submit
 //     (a ClusterPool's serving rank); a no-op elsewhere;
+//   * `observe::Counters read_counters() const` and `bool transport_shut_down() const noexcept`;
 //   * `static constexpr MapTuning kMapTuning`: its map engine's defaults (executor.hpp);
-//   * `friend class detail::RemotePool<Pool>;` (the two members above stay private).
+//   * `friend class detail::RemotePool<Pool>;` (the members above stay private);
+//   * its constructor sets `workers_` and `id_` (protected here).
 // RemotePool then provides submit (and its compile-time refusal of lambdas), map, starmap, imap,
-// imap_unordered and, for the lazy map engine, submit_chunk: the same code, the same errors, the
-// same batching on every transport. The job, result and error formats on the wire are the
+// imap_unordered and, for the lazy map engine, submit_chunk, and the accessors every pool has
+// (workers, id, counters, is_shutdown): the same code, the same errors, the same batching on
+// every transport. The job, result and error formats on the wire are the
 // engine's (src/engine/wire.hpp); what reaches a transport here is a job payload, its item table
 // and the sink that turns outcomes into a future.
 //
@@ -37,6 +40,7 @@
 #include "parx/errors.hpp"
 #include "parx/executor.hpp"
 #include "parx/future.hpp"
+#include "parx/observe/metrics.hpp"
 #include "parx/range.hpp"
 #include "parx/remote.hpp"
 
@@ -349,6 +353,21 @@ struct RemoteJob {
 template <class Pool>
 class RemotePool {
  public:
+  // Task slots: the worker processes of a ProcessPool; over every rank that runs tasks, for a
+  // ClusterPool.
+  std::size_t workers() const noexcept { return workers_; }
+  // The id this pool's observe events carry (observe::Event::executor_id): what a recorder
+  // records alone with TraceRecorder::only(pool.id()).
+  std::uint64_t id() const noexcept { return id_; }
+  // Counters since construction (observe/metrics.hpp), a task being one item. A ClusterPool's
+  // serving rank has none to give (InvalidState).
+  observe::Counters counters() const {
+    self().require_driver("counters");
+    return self().read_counters();
+  }
+  // True once shutdown has been called (no new work is accepted).
+  bool is_shutdown() const noexcept { return self().transport_shut_down(); }
+
   // Runs registered `fn(args...)` in a worker (a worker process, a rank).
   template <class R, class... P, class... A>
   Future<R> submit(R (*fn)(P...), A&&... args) {
@@ -416,12 +435,15 @@ class RemotePool {
  protected:
   RemotePool() = default;
   ~RemotePool() = default;
+  std::size_t workers_ = 0;
+  std::uint64_t id_ = 0;
 
  private:
   template <class Ex, class View, class F, class J>
   friend class MapStream;
 
   Pool& self() noexcept { return static_cast<Pool&>(*this); }
+  const Pool& self() const noexcept { return static_cast<const Pool&>(*this); }
 
   // The lazy map engine's entry: a chunk of items, one outcome per item.
   template <class R, class F, class In>
