@@ -78,7 +78,7 @@ class ClusterImpl final : public observe::detail::PoolSource {
   int size() const noexcept { return size_; }
 
   void enqueue(std::unique_ptr<ClusterJob> j);
-  void shutdown(bool wait, bool cancel_pending);
+  void shutdown(const ShutdownOptions& how);
   void serve();
   std::vector<ClusterPool::Rank> ranks() {
     std::lock_guard lk(mu_);

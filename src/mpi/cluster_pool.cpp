@@ -14,7 +14,7 @@ using namespace cluster;
 std::atomic<LostRankWatch*> g_watch{nullptr};  // the pool that reports lost ranks
 
 ClusterImpl::~ClusterImpl() {
-  shutdown(true, false);
+  shutdown({});
   if (rank_out_) restore_output();  // a serving rank that never served (its constructor threw)
   if (watch_) {
     LostRankWatch* w = watch_.get();
@@ -212,16 +212,16 @@ void ClusterImpl::enqueue(std::unique_ptr<ClusterJob> j) {
   cv_.notify_one();
 }
 
-void ClusterImpl::shutdown(bool wait, bool cancel_pending) {
+void ClusterImpl::shutdown(const ShutdownOptions& how) {
   {
     std::lock_guard lk(mu_);
     accepting_ = false;
     stopping_ = true;
-    if (cancel_pending) cancel_ = true;
+    if (how.cancel_pending) cancel_ = true;
     wake_ = true;
   }
   cv_.notify_one();
-  if (wait && thread_.joinable() && std::this_thread::get_id() != thread_.get_id()) {
+  if (how.wait && thread_.joinable() && std::this_thread::get_id() != thread_.get_id()) {
     thread_.join();
     if (server_) server_->shutdown();
   }
@@ -291,7 +291,7 @@ bool ClusterPool::transport_shut_down() const noexcept {
 }
 
 void ClusterPool::shutdown(const ShutdownOptions& how) {
-  if (impl_) impl_->shutdown(how.wait, how.cancel_pending);
+  if (impl_) impl_->shutdown(how);
 }
 
 void ClusterPool::enqueue(detail::RemoteJob&& job) {

@@ -121,7 +121,7 @@ void ClusterServer::run(Bytes payload, const Trailer& t) {
 
 void ClusterServer::shutdown() {
   if (threads_) threads_->shutdown();
-  if (procs_) procs_->shutdown(true, false);
+  if (procs_) procs_->shutdown({});
 }
 
 }  // namespace parx::detail

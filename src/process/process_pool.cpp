@@ -38,7 +38,7 @@ bool ProcessPool::transport_shut_down() const noexcept {
 }
 
 void ProcessPool::shutdown(const ShutdownOptions& how) {
-  impl_->shutdown(how.wait, how.cancel_pending);
+  impl_->shutdown(how);
 }
 
 void ProcessPool::enqueue(detail::RemoteJob&& job) {

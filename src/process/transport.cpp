@@ -95,7 +95,7 @@ ProcessTransport::ProcessTransport(const ProcessPool::Options& o)
     if (init_error_) {
       std::exception_ptr e = init_error_;
       lk.unlock();
-      shutdown(true, true);
+      shutdown({.wait = true, .cancel_pending = true});
       std::rethrow_exception(e);
     }
     for (auto& s : slots_)
@@ -104,7 +104,7 @@ ProcessTransport::ProcessTransport(const ProcessPool::Options& o)
     registration_.attach(this);  // not under mu_: pools() takes the registry's lock, then mu_
   } catch (...) {
     if (io_.joinable()) {
-      shutdown(true, true);
+      shutdown({.wait = true, .cancel_pending = true});
     } else {
       for (auto& s : slots_)
         if (s.pid > 0) fs_.signal(s.pid, SIGKILL);
@@ -115,7 +115,7 @@ ProcessTransport::ProcessTransport(const ProcessPool::Options& o)
 }
 
 ProcessTransport::~ProcessTransport() {
-  shutdown(true, false);
+  shutdown({});
   release();
 }
 
@@ -516,12 +516,12 @@ void ProcessTransport::error_outcome(Job& j, const ItemRef& it, engine::WireErro
   }
 }
 
-void ProcessTransport::shutdown(bool wait, bool cancel_pending) {
+void ProcessTransport::shutdown(const ShutdownOptions& how) {
   Done done;
   {
     std::lock_guard lk(mu_);
     accepting_ = false;
-    if (cancel_pending) {
+    if (how.cancel_pending) {
       for (auto& jp : pending_) {
         if (jp->task_id) emit_job(observe::EventKind::TaskCancelled, *jp);
         if (!jp->holder->started) {
@@ -539,7 +539,7 @@ void ProcessTransport::shutdown(bool wait, bool cancel_pending) {
   }
   finish(done);
   bump();
-  if (wait && io_.joinable() && io_.get_id() != std::this_thread::get_id()) io_.join();
+  if (how.wait && io_.joinable() && io_.get_id() != std::this_thread::get_id()) io_.join();
 }
 
 }  // namespace parx::detail

@@ -130,7 +130,7 @@ class ProcessTransport final : public observe::detail::PoolSource {
   std::size_t workers() const noexcept { return slots_.size(); }
   // Queues a job (remote_pool.hpp); throws ExecutorShutdown after shutdown.
   void enqueue(RemoteJob&& job);
-  void shutdown(bool wait, bool cancel_pending);
+  void shutdown(const ShutdownOptions& how);
   std::vector<pid_t> pids() {
     std::lock_guard lk(mu_);
     std::vector<pid_t> out;

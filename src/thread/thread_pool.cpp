@@ -83,7 +83,7 @@ class PoolCore final : public observe::detail::PoolSource {
   void start();
   void schedule(TaskNode* t);
   void schedule_external(TaskNode* const* ts, std::size_t n);
-  void shutdown(bool wait, bool cancel_pending);
+  void shutdown(const ShutdownOptions& how);
   bool help_one(Worker& w) noexcept;
   int current_worker() const noexcept;
   Worker* current() const noexcept;
@@ -252,7 +252,7 @@ PoolCore::PoolCore(const ThreadPool::Options& o, std::uint64_t id)
 }
 
 PoolCore::~PoolCore() {
-  shutdown(true, false);
+  shutdown({});
 }
 
 void PoolCore::count_submitted(std::size_t items, std::size_t chunks) noexcept {
@@ -546,15 +546,15 @@ void PoolCore::worker_main(Worker& w) {
   tls_worker = nullptr;
 }
 
-void PoolCore::shutdown(bool wait, bool cancel_pending) {
+void PoolCore::shutdown(const ShutdownOptions& how) {
   {
     std::lock_guard lk(inject_mu_);
     accepting_.store(false, std::memory_order_relaxed);
   }
-  if (cancel_pending) cancel_.store(true, std::memory_order_seq_cst);
+  if (how.cancel_pending) cancel_.store(true, std::memory_order_seq_cst);
   stop_.store(true, std::memory_order_seq_cst);
   ec_.notify(true);
-  if (!wait || current()) return;  // a worker cannot join itself
+  if (!how.wait || current()) return;  // a worker cannot join itself
   std::lock_guard lk(join_mu_);
   if (joined_) return;
   for (auto& w : workers_)
@@ -605,7 +605,7 @@ ThreadPool::ThreadPool(const Options& opts)
       id_(core_->id_) {
   core_->start();
   if (std::exception_ptr e = core_->wait_started()) {
-    core_->shutdown(true, true);
+    core_->shutdown({.wait = true, .cancel_pending = true});
     std::rethrow_exception(e);
   }
 }
@@ -630,7 +630,7 @@ observe::Counters ThreadPool::counters() const noexcept {
 }
 
 void ThreadPool::shutdown(const ShutdownOptions& how) {
-  core_->shutdown(how.wait, how.cancel_pending);
+  core_->shutdown(how);
 }
 
 void ThreadPool::emit_queued(detail::TaskNode* t) {
