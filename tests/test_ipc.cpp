@@ -442,6 +442,26 @@ TEST(IpcHandles, EveryHandleRefusesASegmentThatIsNotItsOwn) {
   expect_refuses<parx::Semaphore>(parx::encode(tiny), "Semaphore", "too small");
 }
 
+// A Queue's header is checked whole on attach: a ring capacity of 0 (which would divide by zero
+// at the first put or get), one that is not padded, or one larger than the segment.
+TEST(IpcHandles, AQueueWithADamagedCapacityIsRefused) {
+  parx::Queue<int> q;
+  // The header follows the queue's lock, on a 64-byte boundary: [magic][capacity]...
+  const std::size_t at = (parx::Lock::footprint() + 63) / 64 * 64 + sizeof(std::uint64_t);
+  auto* capacity = reinterpret_cast<std::uint64_t*>(q.segment()->data() + at);
+  const std::uint64_t good = *capacity;
+  for (const std::uint64_t bad : {std::uint64_t{0}, std::uint64_t{3}, good + 4096, ~std::uint64_t{0}}) {
+    *capacity = bad;
+    expect_refuses<parx::Queue<int>>(parx::encode(q), "Queue", "damaged queue header");
+  }
+  *capacity = good;
+  const parx::Bytes msg = parx::encode(q);
+  parx::Decoder d(msg);
+  auto again = d.make<parx::Queue<int>>();
+  again.put(5);
+  EXPECT_EQ(q.get(), 5);
+}
+
 TEST(IpcHandles, SharedDataRefusesAnotherElementTypeOrShape) {
   parx::SharedValue<int> v(7);
   parx::SharedArray<int> a(4, 1);

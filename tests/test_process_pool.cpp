@@ -875,6 +875,41 @@ void parent_dies_with(int sig) {
   }
 }
 
+// Pools inside a pool's task: a ThreadPool works; a process-based pool is refused with a message
+// that says what is not supported and what to do instead (not "call parx::init").
+long threads_inside(int n) {
+  parx::ThreadPool inner(2);
+  const auto ys = inner.map([](long x) { return x * x; }, parx::range(static_cast<long>(n)));
+  long sum = 0;
+  for (long y : ys)
+    sum += y;
+  return sum;
+}
+PARX_REMOTE(threads_inside);
+
+int processes_inside(int n) {
+  parx::ProcessPool inner(static_cast<std::size_t>(n));
+  return static_cast<int>(inner.workers());
+}
+PARX_REMOTE(processes_inside);
+
+TEST(ProcessPool, APoolInsideATaskIsAThreadPoolOrAClearRefusal) {
+  parx::ProcessPool pool(1);
+  EXPECT_EQ(pool.submit(threads_inside, 100).get(), 328'350L);
+  try {
+    (void)pool.submit(processes_inside, 1).get();
+    ADD_FAILURE() << "a ProcessPool started inside a task";
+  } catch (const parx::TaskError& e) {
+    EXPECT_EQ(e.type_name(), "parx::InvalidState");
+    EXPECT_NE(e.message().find("cannot be started inside a process that parx started"),
+              std::string::npos)
+        << e.message();
+    EXPECT_NE(e.message().find("parx::ThreadPool"), std::string::npos) << e.message();
+    EXPECT_EQ(e.message().find("first line of main"), std::string::npos) << e.message();
+  }
+  EXPECT_EQ(pool.submit(square, 3).get(), 9) << "the pool serves on";
+}
+
 TEST(ProcessPool, ParentSigkillLeavesNoProcessAndNoSharedMemory) {
   parent_dies_with(SIGKILL);
 }

@@ -14,6 +14,7 @@
 //       worker and pool, then wall time, busy time and the critical path. A file that is
 //       missing, cut short or not a trace exits 2 with a message that says which.
 #include <sched.h>
+#include <sys/stat.h>
 #include <sys/sysinfo.h>
 #include <unistd.h>
 
@@ -45,14 +46,20 @@ struct Fail {
 };
 
 // `name` found on PATH (or as given when it contains a slash); empty if not executable.
+// The executable regular file `name` runs (a path, or found on PATH); "" if there is none.
 std::string which(const std::string& name) {
-  if (name.find('/') != std::string::npos) return access(name.c_str(), X_OK) == 0 ? name : "";
+  auto runnable = [](const std::string& p) {
+    struct stat st {};
+    return stat(p.c_str(), &st) == 0 && S_ISREG(st.st_mode) && access(p.c_str(), X_OK) == 0;
+  };
+  if (name.empty()) return "";
+  if (name.find('/') != std::string::npos) return runnable(name) ? name : "";
   const char* path = std::getenv("PATH");
   std::stringstream ss(path ? path : "/usr/local/bin:/usr/bin:/bin");
   std::string dir;
   while (std::getline(ss, dir, ':')) {
     const std::string p = (dir.empty() ? "." : dir) + "/" + name;
-    if (access(p.c_str(), X_OK) == 0) return p;
+    if (runnable(p)) return p;
   }
   return "";
 }
@@ -96,6 +103,11 @@ std::string quote(const std::string& s) {
   return q + "'";
 }
 
+// Limits of `parx run`: a host's slot count, and how far ranks may oversubscribe the slots (a
+// test on a laptop may run many ranks per core; 100,000 ranks on 2 cores is a typo).
+constexpr long kMaxSlotsPerHost = 1 << 16;
+constexpr std::size_t kMaxRanksPerSlot = 64;
+
 struct RunOptions {
   int ranks = 0;
   std::string hosts;
@@ -111,6 +123,7 @@ std::vector<std::string> run_command(const RunOptions& o, Flavor& flavor) {
     throw Fail{"parx run: -n must be at least 1 (got " + std::to_string(o.ranks) + ")"};
   if (o.command.empty())
     throw Fail{"parx run: no program given (parx run -n N -- program args...)"};
+  if (o.command[0].empty()) throw Fail{"parx run: the program name is empty"};
   const std::string mpiexec = which(o.mpiexec);
   if (mpiexec.empty())
     throw Fail{"parx run: " + o.mpiexec +
@@ -132,15 +145,25 @@ std::vector<std::string> run_command(const RunOptions& o, Flavor& flavor) {
       std::size_t n = 1;
       if (colon != std::string::npos) {
         char* end = nullptr;
+        errno = 0;
         const long v = std::strtol(h.c_str() + colon + 1, &end, 10);
-        if (colon == 0 || *end != '\0' || v < 1)
-          throw Fail{"parx run: bad host entry '" + h + "' in --hosts (name or name:slots)"};
+        if (colon == 0 || end == h.c_str() + colon + 1 || *end != '\0' || errno == ERANGE ||
+            v < 1 || v > kMaxSlotsPerHost)
+          throw Fail{"parx run: bad host entry '" + h +
+                     "' in --hosts (name or name:slots, slots 1.." +
+                     std::to_string(kMaxSlotsPerHost) + ")"};
         n = static_cast<std::size_t>(v);
       }
       slots += n;
       hosts.push_back(h);
     }
   }
+  if (static_cast<std::size_t>(o.ranks) > slots * kMaxRanksPerSlot)
+    throw Fail{"parx run: -n " + std::to_string(o.ranks) + " is more than " +
+               std::to_string(kMaxRanksPerSlot) + " ranks for each of the " +
+               std::to_string(slots) + " slots" +
+               (o.hosts.empty() ? std::string(" (cores here); list hosts with --hosts")
+                                : std::string(" that --hosts lists"))};
   const bool oversubscribe = static_cast<std::size_t>(o.ranks) > slots;
   std::vector<std::string> cmd{mpiexec, "-n", std::to_string(o.ranks)};
   if (flavor == Flavor::mpich) {

@@ -54,7 +54,8 @@ constexpr std::uint32_t kChannelFd = 4;  // Spawn: the last fd passed is handed 
 constexpr std::size_t kInlineArgs = 32 * 1024;
 
 ForkServer* g_server = nullptr;
-int g_channel_fd = -1;  // in a spawned child: the channel fd its spawner passed, if any
+int g_channel_fd = -1;   // in a spawned child: the channel fd its spawner passed, if any
+bool g_spawned = false;  // this process was started by a fork server (a worker, a Process)
 
 int count_threads() {
   DIR* d = opendir("/proc/self/task");
@@ -135,6 +136,7 @@ ssize_t recv_msg(int fd, std::vector<std::byte>& buf, int& got_fd, int* got_fd2 
   close(server_fd);
   close(sig_fd);
   g_channel_fd = chan_fd;
+  g_spawned = true;
   sigset_t none;
   sigemptyset(&none);
   sigprocmask(SIG_SETMASK, &none, nullptr);
@@ -345,6 +347,12 @@ class Server {
 ForkServer::ForkServer(int fd, pid_t server_pid) : fd_(fd), server_pid_(server_pid) {}
 
 ForkServer& ForkServer::get() {
+  if (!g_server && g_spawned)
+    throw InvalidState(
+        "parx: a ProcessPool, a process-based ClusterPool or a parx::Process cannot be started "
+        "inside a process that parx started (a ProcessPool task, a parx::Process): that process "
+        "has no fork server of its own. Inside a task, run nested work on a parx::ThreadPool, or "
+        "return what is left to do and submit it from the parent");
   if (!g_server)
     throw Error(
         "parx: worker processes need parx::init(argc, argv) as the first line of main (it starts "

@@ -89,9 +89,14 @@ void ByteQueue::bind(bool create, std::size_t maxsize, std::size_t capacity) {
     h_->capacity = capacity;
     h_->maxsize = maxsize;
     h_->magic = Header::kMagic;
-  } else if (h_->magic != Header::kMagic ||
+  } else if (h_->magic != Header::kMagic || h_->capacity < 64 ||
+             h_->capacity != padded(h_->capacity) ||
              h_->capacity > seg_->size() - header_offset() - padded(sizeof(Header))) {
-    throw SerializationError("Queue: segment '" + seg_->name() + "' holds a damaged queue header");
+    // The ring's size as its creator made it: at least 64 bytes, padded, inside the segment (a
+    // capacity of 0 would divide by zero at the first put or get).
+    throw SerializationError("Queue: segment '" + seg_->name() +
+                             "' holds a damaged queue header (ring capacity " +
+                             std::to_string(h_->capacity) + " bytes)");
   }
   cap_ = h_->capacity;
 }

@@ -87,8 +87,8 @@ class PoolCore final : public observe::detail::PoolSource {
   bool help_one(Worker& w) noexcept;
   int current_worker() const noexcept;
   Worker* current() const noexcept;
-  // Counts `items` accepted in `chunks` scheduled units, on the calling thread's counters.
-  void count_submitted(std::size_t items, std::size_t chunks = 1) noexcept;
+  // Counts `items` accepted, on the calling thread's counters.
+  void count_submitted(std::size_t items) noexcept;
   // The calling thread's counters: its worker's, or the outside ones.
   TaskObserver* observer() noexcept;
   observe::Counters counters() const noexcept;
@@ -152,6 +152,9 @@ template <bool Shared>
 struct ItemCounters {
   std::atomic<std::uint64_t> submitted{0}, chunks{0}, started{0}, done{0}, failed{0},
       cancelled{0};
+  // Loops run by a thread outside the pool, counted when that thread ran out of work: these are
+  // submitted, started and ended at once (never "queued" or "running").
+  std::atomic<std::uint64_t> loop_done{0}, loop_failed{0}, loop_cancelled{0};
   static void add(std::atomic<std::uint64_t>& c, std::uint64_t n) noexcept {
     if constexpr (Shared)
       c.fetch_add(n, std::memory_order_relaxed);
@@ -176,7 +179,17 @@ struct ItemCounters {
         break;
     }
   }
+  // A task's event: its items, and the task itself as one chunk once it ends.
+  void count_task(observe::EventKind kind, std::uint64_t n) noexcept {
+    count(kind, n);
+    if (kind != observe::EventKind::TaskStarted) add(chunks, 1);
+  }
 };
+
+bool ends_task(observe::EventKind kind) noexcept {
+  return kind == observe::EventKind::TaskFinished || kind == observe::EventKind::TaskFailed ||
+         kind == observe::EventKind::TaskCancelled;
+}
 
 // A task's observe event, when anyone listens.
 void emit_task_event(std::uint64_t pool_id, int worker, observe::EventKind kind,
@@ -200,17 +213,31 @@ void emit_task_event(std::uint64_t pool_id, int worker, observe::EventKind kind,
 }
 
 // What threads that are not the pool's workers count into: a TaskGroup's owner running its own
-// tasks, the caller of parallel_for taking part in the loop, a task refused at shutdown.
+// tasks, the caller of parallel_for taking part in the loop, a task refused at shutdown. These
+// count their items only when they end (shared atomics, so as few as possible): what such a
+// thread runs is never shown as running, and counters() takes its ended items as started.
 struct OutsideObserver final : TaskObserver {
   explicit OutsideObserver(std::uint64_t id) : pool_id(id) {}
-  void count(observe::EventKind kind, std::uint64_t n) noexcept override { counters.count(kind, n); }
+  void count(observe::EventKind kind, std::uint64_t n) noexcept override {
+    if (kind != observe::EventKind::TaskStarted) counters.count(kind, n);
+  }
   void on(observe::EventKind kind, std::uint64_t task_id, const std::exception_ptr* error,
           std::uint64_t n) noexcept override {
-    counters.count(kind, n);
+    if (ends_task(kind)) counters.count_task(kind, n);
     emit_task_event(pool_id, -1, kind, task_id, error);
   }
+  bool per_chunk() const noexcept override { return false; }
+  void claimed(std::uint64_t) noexcept override {}
+  void skipped(std::uint64_t) noexcept override {}
+  // One shared atomic per loop, in the common case: the items it ran, all well.
+  void count_loop(std::uint64_t, std::uint64_t done, std::uint64_t failed,
+                  std::uint64_t cancelled) noexcept override {
+    if (done) counters.add(counters.loop_done, done);
+    if (failed) counters.add(counters.loop_failed, failed);
+    if (cancelled) counters.add(counters.loop_cancelled, cancelled);
+  }
   const std::uint64_t pool_id;
-  ItemCounters<true> counters;
+  alignas(64) ItemCounters<true> counters;  // its own cache lines: workers write next to it
 };
 
 struct Worker final : Helper, TaskObserver {
@@ -219,8 +246,21 @@ struct Worker final : Helper, TaskObserver {
   void count(observe::EventKind kind, std::uint64_t n) noexcept override { counters.count(kind, n); }
   void on(observe::EventKind kind, std::uint64_t task_id, const std::exception_ptr* error,
           std::uint64_t n) noexcept override {
-    counters.count(kind, n);
+    counters.count_task(kind, n);
     emit_task_event(pool.id_, index, kind, task_id, error);
+  }
+  bool per_chunk() const noexcept override { return true; }
+  void claimed(std::uint64_t n) noexcept override {
+    counters.add(counters.submitted, n);
+    counters.add(counters.started, n);
+  }
+  void skipped(std::uint64_t n) noexcept override {
+    counters.add(counters.submitted, n);
+    counters.add(counters.cancelled, n);
+  }
+  void count_loop(std::uint64_t chunks, std::uint64_t, std::uint64_t,
+                  std::uint64_t) noexcept override {
+    counters.add(counters.chunks, chunks);
   }
   std::uint64_t next_random() noexcept {  // xorshift64
     rng ^= rng << 13;
@@ -255,14 +295,11 @@ PoolCore::~PoolCore() {
   shutdown({});
 }
 
-void PoolCore::count_submitted(std::size_t items, std::size_t chunks) noexcept {
-  if (Worker* w = current()) {
+void PoolCore::count_submitted(std::size_t items) noexcept {
+  if (Worker* w = current())
     w->counters.add(w->counters.submitted, items);
-    w->counters.add(w->counters.chunks, chunks);
-  } else {
+  else
     outside_->counters.add(outside_->counters.submitted, items);
-    outside_->counters.add(outside_->counters.chunks, chunks);
-  }
 }
 
 TaskObserver* PoolCore::observer() noexcept {
@@ -273,12 +310,16 @@ TaskObserver* PoolCore::observer() noexcept {
 namespace {
 template <class C>
 void add_counts(observe::Counters& c, std::uint64_t& started, const C& k) {
-  c.submitted += k.submitted.load(std::memory_order_relaxed);
-  c.chunks += k.chunks.load(std::memory_order_relaxed);
-  started += k.started.load(std::memory_order_relaxed);
-  c.done += k.done.load(std::memory_order_relaxed);
-  c.failed += k.failed.load(std::memory_order_relaxed);
-  c.cancelled += k.cancelled.load(std::memory_order_relaxed);
+  const auto get = [](const std::atomic<std::uint64_t>& a) {
+    return a.load(std::memory_order_relaxed);
+  };
+  const std::uint64_t ld = get(k.loop_done), lf = get(k.loop_failed), lc = get(k.loop_cancelled);
+  c.submitted += get(k.submitted) + ld + lf + lc;
+  c.chunks += get(k.chunks);
+  started += get(k.started);
+  c.done += get(k.done) + ld;
+  c.failed += get(k.failed) + lf;
+  c.cancelled += get(k.cancelled) + lc;
 }
 }  // namespace
 
@@ -286,6 +327,7 @@ observe::Counters PoolCore::counters() const noexcept {
   observe::Counters c;
   std::uint64_t started = 0;
   add_counts(c, started, outside_->counters);
+  started = c.done + c.failed;  // the outside threads' items count when they end
   for (const auto& w : workers_)
     add_counts(c, started, w->counters);
   const std::uint64_t ended = c.done + c.failed;
@@ -692,9 +734,7 @@ void ThreadPool::run_loop(std::int64_t n, std::int64_t fixed_chunk, detail::Loop
   if (helpers == 0) {  // one chunk, or a one-thread pool called from its worker: run inline
     const std::int64_t step = fixed_chunk > 0 ? fixed_chunk : n;
     detail::LoopCtl ctl(0, n, step, 1, 1, body, ctx, scale, items);
-    core_->count_submitted(static_cast<std::size_t>(ctl.items()), 0);
     ctl.work(core_->observer());
-    core_->count_submitted(0, static_cast<std::size_t>(ctl.chunks()));
     if (stats) {
       stats->chunks = static_cast<std::size_t>(ctl.chunks());
       stats->chunksize = static_cast<std::size_t>(n) / std::max<std::size_t>(stats->chunks, 1);
@@ -706,7 +746,6 @@ void ThreadPool::run_loop(std::int64_t n, std::int64_t fixed_chunk, detail::Loop
   auto* ctl =
       new detail::LoopCtl(0, n, fixed_chunk, 1, static_cast<int>(helpers + (participate ? 1 : 0)),
                           body, ctx, scale, items);
-  core_->count_submitted(static_cast<std::size_t>(ctl->items()), 0);
   int slot = -1;
   bool must_work = false;
   {
@@ -744,7 +783,6 @@ void ThreadPool::run_loop(std::int64_t n, std::int64_t fixed_chunk, detail::Loop
       t->drop(nullptr);
     core_->release_slot(slot);
   }
-  core_->count_submitted(0, static_cast<std::size_t>(ctl->chunks()));
   if (stats) {
     stats->chunks = static_cast<std::size_t>(ctl->chunks());
     stats->chunksize = static_cast<std::size_t>(n) / std::max<std::size_t>(stats->chunks, 1);

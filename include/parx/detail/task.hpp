@@ -29,8 +29,19 @@ class TaskObserver {
  public:
   virtual void on(observe::EventKind kind, std::uint64_t task_id,
                   const std::exception_ptr* error = nullptr, std::uint64_t items = 1) noexcept = 0;
-  // Counts `items` of a unit that emits no events (a loop's chunk): counters only.
+  // Counts `items` without an event (a map chunk's items that threw): counters only.
   virtual void count(observe::EventKind kind, std::uint64_t items = 1) noexcept = 0;
+  // A parallel loop's indices count as submitted when a participant claims them (and as
+  // cancelled, if a failure stops the loop before anyone does). A per-chunk observer (a worker:
+  // cheap stores to its own counters) is told each chunk as it is claimed and as it ends
+  // (claimed, then count(TaskFinished or TaskFailed)), the indices nobody will claim (skipped),
+  // and its chunks at the end (count_loop with zero items). Another observer (a thread outside
+  // the pool: shared atomics, so as few as possible) is told once, at the end, with count_loop.
+  virtual bool per_chunk() const noexcept = 0;
+  virtual void claimed(std::uint64_t items) noexcept = 0;
+  virtual void skipped(std::uint64_t items) noexcept = 0;
+  virtual void count_loop(std::uint64_t chunks, std::uint64_t done, std::uint64_t failed,
+                          std::uint64_t cancelled) noexcept = 0;
 
  protected:
   ~TaskObserver() = default;
@@ -80,29 +91,39 @@ class LoopCtl final : public Waitable {
         ctx_(ctx) {}
 
   // Claims and runs chunks until none are left. Never throws; the first failure is kept. `obs`
-  // (the participant's counters, or null) is told each chunk's items as they start and end; a
-  // chunk that throws counts all its items failed, and what nobody had claimed then, cancelled.
+  // (the participant's counters, or null) counts the items (TaskObserver): a chunk that throws
+  // counts all its items failed, and what nobody had claimed then, cancelled.
   // Finished items and chunks are published to the loop once, when this participant runs out of
   // work: one contended atomic per chunk (the claim) instead of three.
   void work(TaskObserver* obs) noexcept {
     std::int64_t b = 0, e = 0, finished = 0, chunks = 0;
+    std::uint64_t ok = 0, bad = 0, never = 0;
+    const bool each = obs && obs->per_chunk();
     while (claim(b, e)) {
       ++chunks;
       const auto k = static_cast<std::uint64_t>(items_in(b, e));
-      if (obs) obs->count(observe::EventKind::TaskStarted, k);
+      if (each) obs->claimed(k);
       try {
         body_(ctx_, base_ + b, base_ + e);
-        if (obs) obs->count(observe::EventKind::TaskFinished, k);
+        if (each) obs->count(observe::EventKind::TaskFinished, k);
+        ok += k;
       } catch (...) {
-        if (obs) obs->count(observe::EventKind::TaskFailed, k);
-        const std::int64_t skipped = fail(base_ + b, std::current_exception());
-        if (obs && skipped)
-          obs->count(observe::EventKind::TaskCancelled,
-                     static_cast<std::uint64_t>(items_in(n_ - skipped, n_)));
+        if (each) obs->count(observe::EventKind::TaskFailed, k);
+        bad += k;
+        if (const std::int64_t left = fail(base_ + b, std::current_exception())) {
+          never = static_cast<std::uint64_t>(items_in(n_ - left, n_));
+          if (each) obs->skipped(never);
+        }
       }
       finished += e - b;
     }
-    if (chunks) chunks_.fetch_add(chunks, std::memory_order_relaxed);
+    if (chunks) {
+      chunks_.fetch_add(chunks, std::memory_order_relaxed);
+      if (each)
+        obs->count_loop(static_cast<std::uint64_t>(chunks), 0, 0, 0);
+      else if (obs)
+        obs->count_loop(static_cast<std::uint64_t>(chunks), ok, bad, never);
+    }
     if (finished) finish(finished);
   }
   // The counted items of the whole loop.
