@@ -3,6 +3,7 @@
 // trace is read back as JSON and through the summariser. Also the recorder's per-thread buffers:
 // threads and recorders that come and go while events are recorded and written.
 #include <signal.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -202,6 +203,88 @@ TEST(Trace, EnvironmentVariableWritesAtExit) {
   const json t = load(p);
   EXPECT_EQ(of(t, "X").size(), 20u);
   EXPECT_EQ(t["otherData"]["producer"], "parx");
+}
+
+// ---- writing the file safely -----------------------------------------------------------------
+// A trace replaces only a regular file: a FIFO, a symlink (to a victim, or to a device) or a
+// directory at the path is refused and left as it was; a planted "<path>.tmp" link is never
+// followed; the file is private (0600).
+
+std::string read_all(const fs::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(in), {});
+}
+
+bool write_trace_to(const fs::path& p) {
+  parx::observe::TraceRecorder rec(p.string());
+  parx::ThreadPool pool(1);
+  pool.submit([] { return 1; }).get();
+  const bool ok = rec.write();
+  rec.discard();
+  return ok;
+}
+
+TEST(Trace, WritesOnlyRegularFilesAndNeverFollowsALink) {
+  TempDir d;
+  const fs::path victim = d.path / "victim.txt";
+  std::ofstream(victim) << "precious";
+  // A symlink at the path: refused, the link and its target untouched.
+  const fs::path link = d.path / "link.json";
+  fs::create_symlink(victim, link);
+  EXPECT_FALSE(write_trace_to(link));
+  EXPECT_TRUE(fs::is_symlink(link));
+  EXPECT_EQ(read_all(victim), "precious");
+  // A link to a device (as /dev/full would be): refused.
+  const fs::path dev = d.path / "null.json";
+  fs::create_symlink("/dev/null", dev);
+  EXPECT_FALSE(write_trace_to(dev));
+  EXPECT_TRUE(fs::is_symlink(dev));
+  EXPECT_TRUE(fs::is_character_file("/dev/null"));
+  // A FIFO: refused (and not opened: nothing blocks).
+  const fs::path fifo = d.path / "fifo.json";
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
+  EXPECT_FALSE(write_trace_to(fifo));
+  EXPECT_TRUE(fs::is_fifo(fifo));
+  // A directory: refused.
+  EXPECT_FALSE(write_trace_to(d.path));
+  // The old temporary name planted as a link to the victim: not followed.
+  const fs::path run = d.path / "run.json";
+  fs::create_symlink(victim, d.path / "run.json.tmp");
+  EXPECT_TRUE(write_trace_to(run));
+  EXPECT_EQ(read_all(victim), "precious");
+  EXPECT_TRUE(fs::is_regular_file(run));
+  EXPECT_EQ(fs::status(run).permissions() & fs::perms::all,
+            fs::perms::owner_read | fs::perms::owner_write)
+      << "a trace holds error text: mode 0600";
+  EXPECT_NO_THROW((void)load(run));
+  // Written again over the regular file it made: fine, and no temporary is left behind.
+  EXPECT_TRUE(write_trace_to(run));
+  for (const auto& e : fs::directory_iterator(d.path))
+    EXPECT_EQ(e.path().filename().string().find(".parx-"), std::string::npos) << e.path();
+}
+
+TEST(Trace, EnvironmentVariableRefusesADeviceAndSaysSo) {
+  TempDir d;
+  const fs::path dev = d.path / "full.json";
+  fs::create_symlink("/dev/null", dev);
+  const fs::path err = d.path / "stderr.txt";
+  const pid_t pid = ::fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    ::setenv("PARX_TRACE", dev.c_str(), 1);
+    std::freopen(err.c_str(), "w", stderr);
+    const std::string exe = fs::read_symlink("/proc/self/exe").string();
+    ::execl(exe.c_str(), exe.c_str(), "--trace-child", nullptr);
+    _exit(127);
+  }
+  int st = 0;
+  ::waitpid(pid, &st, 0);
+  ASSERT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << "the program runs on, untraced";
+  EXPECT_TRUE(fs::is_symlink(dev));
+  const std::string said = read_all(err);
+  EXPECT_NE(said.find("PARX_TRACE="), std::string::npos) << said;
+  EXPECT_NE(said.find("symbolic link"), std::string::npos) << said;
+  EXPECT_NE(said.find("no trace is recorded"), std::string::npos) << said;
 }
 
 // Emits the three events of task `task` of executor `exec` on worker `worker`, named by a

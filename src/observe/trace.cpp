@@ -32,6 +32,7 @@
 #include <utility>
 #include <vector>
 
+#include "core/files.hpp"
 #include "parx/detail/sync.hpp"
 #include "parx/observe/dashboard.hpp"
 #include "parx/observe/events.hpp"
@@ -484,17 +485,10 @@ bool TraceRecorder::Impl::write() const {
     std::fprintf(stderr, "parx: the trace %s could not be built: %s\n", path.c_str(), e.what());
     return false;
   }
-  const std::string tmp = path + ".tmp";
-  {
-    std::ofstream f(tmp, std::ios::binary | std::ios::trunc);
-    f << text;
-    if (!f.good()) {
-      std::fprintf(stderr, "parx: cannot write the trace %s\n", path.c_str());
-      return false;
-    }
-  }
-  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
-    std::fprintf(stderr, "parx: cannot write the trace %s\n", path.c_str());
+  // A fresh file created exclusively beside the target, mode 0600, renamed over it; a target
+  // that is not a regular file (a planted symlink, a device, a FIFO) is refused (core/files.hpp).
+  if (const std::string why = parx::detail::write_file_replacing(path, text); !why.empty()) {
+    std::fprintf(stderr, "parx: cannot write the trace: %s\n", why.c_str());
     return false;
   }
   return true;
@@ -556,6 +550,11 @@ void start_from_env() noexcept {
           path += std::string(".rank") + r;
           break;
         }
+      if (const std::string why = parx::detail::not_replaceable(path); !why.empty()) {
+        std::fprintf(stderr, "parx: PARX_TRACE=%s: %s; no trace is recorded\n", p, why.c_str());
+        start_dashboard_from_env();
+        return;
+      }
       try {
         g_env_trace = new TraceRecorder(path);  // lives until exit; written by the atexit handler
         std::atexit(write_env_trace);

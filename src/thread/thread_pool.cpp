@@ -219,25 +219,83 @@ void emit_task_event(std::uint64_t pool_id, int worker, observe::EventKind kind,
 struct OutsideObserver final : TaskObserver {
   explicit OutsideObserver(std::uint64_t id) : pool_id(id) {}
   void count(observe::EventKind kind, std::uint64_t n) noexcept override {
-    if (kind != observe::EventKind::TaskStarted) counters.count(kind, n);
+    if (kind != observe::EventKind::TaskStarted) with([&](auto& k) { k.count(kind, n); });
   }
   void on(observe::EventKind kind, std::uint64_t task_id, const std::exception_ptr* error,
           std::uint64_t n) noexcept override {
-    if (ends_task(kind)) counters.count_task(kind, n);
+    if (ends_task(kind)) with([&](auto& k) { k.count_task(kind, n); });
     emit_task_event(pool_id, -1, kind, task_id, error);
   }
   bool per_chunk() const noexcept override { return false; }
   void claimed(std::uint64_t) noexcept override {}
   void skipped(std::uint64_t) noexcept override {}
-  // One shared atomic per loop, in the common case: the items it ran, all well.
   void count_loop(std::uint64_t, std::uint64_t done, std::uint64_t failed,
                   std::uint64_t cancelled) noexcept override {
-    if (done) counters.add(counters.loop_done, done);
-    if (failed) counters.add(counters.loop_failed, failed);
-    if (cancelled) counters.add(counters.loop_cancelled, cancelled);
+    with([&](auto& k) {
+      if (done) k.add(k.loop_done, done);
+      if (failed) k.add(k.loop_failed, failed);
+      if (cancelled) k.add(k.loop_cancelled, cancelled);
+    });
   }
+  void count_submitted(std::uint64_t n) noexcept {
+    with([&](auto& k) { k.add(k.submitted, n); });
+  }
+  // Every outside thread's counts, added to `c` (the levels are the caller's business).
+  template <class Add>
+  void add_to(Add&& add) const {
+    add(shared);
+    std::lock_guard lk(mu);
+    for (const auto& s : slots)
+      add(s->k);
+  }
+
+ private:
+  // Each thread outside the pool counts into a slot of its own (plain stores, as a worker does),
+  // found through a thread_local cache of the last pool it used; past kMaxSlots threads, the
+  // rest share atomic counters.
+  struct alignas(64) Slot {
+    ItemCounters<false> k;
+    std::thread::id owner = std::this_thread::get_id();
+  };
+  static constexpr std::size_t kMaxSlots = 64;
+  struct Cache {
+    std::uint64_t pool;
+    ItemCounters<false>* k;
+  };
+  static inline thread_local Cache cache_{0, nullptr};
+  ItemCounters<false>* mine() noexcept {
+    if (cache_.pool == pool_id) return cache_.k;
+    try {
+      std::lock_guard lk(mu);
+      const auto me = std::this_thread::get_id();
+      for (const auto& sl : slots)  // this thread's slot, from before it used another pool
+        if (sl->owner == me) {
+          cache_ = {pool_id, &sl->k};
+          return cache_.k;
+        }
+      if (slots.size() >= kMaxSlots) return nullptr;
+      slots.push_back(std::make_unique<Slot>());
+      cache_ = {pool_id, &slots.back()->k};
+      return cache_.k;
+    } catch (...) {
+      return nullptr;
+    }
+  }
+  template <class F>
+  void with(F&& f) noexcept {
+    if (ItemCounters<false>* k = mine())
+      f(*k);
+    else
+      f(shared);
+  }
+
+ public:
   const std::uint64_t pool_id;
-  alignas(64) ItemCounters<true> counters;  // its own cache lines: workers write next to it
+
+ private:
+  alignas(64) ItemCounters<true> shared;
+  mutable std::mutex mu;
+  std::vector<std::unique_ptr<Slot>> slots;
 };
 
 struct Worker final : Helper, TaskObserver {
@@ -299,7 +357,7 @@ void PoolCore::count_submitted(std::size_t items) noexcept {
   if (Worker* w = current())
     w->counters.add(w->counters.submitted, items);
   else
-    outside_->counters.add(outside_->counters.submitted, items);
+    outside_->count_submitted(items);
 }
 
 TaskObserver* PoolCore::observer() noexcept {
@@ -326,7 +384,7 @@ void add_counts(observe::Counters& c, std::uint64_t& started, const C& k) {
 observe::Counters PoolCore::counters() const noexcept {
   observe::Counters c;
   std::uint64_t started = 0;
-  add_counts(c, started, outside_->counters);
+  outside_->add_to([&](const auto& k) { add_counts(c, started, k); });
   started = c.done + c.failed;  // the outside threads' items count when they end
   for (const auto& w : workers_)
     add_counts(c, started, w->counters);
