@@ -334,6 +334,64 @@ TEST(Checkpoint, NotAJournalAndBadOptions) {
                parx::InvalidArgument);
 }
 
+template <class F>
+std::string checkpoint_refusal(F&& f) {
+  try {
+    f();
+  } catch (const parx::CheckpointError& e) {
+    return e.what();
+  }
+  return "no CheckpointError";
+}
+
+// A journal is opened only as a regular file: not through a symlink (its target stays as it
+// was), not a FIFO (nothing blocks).
+TEST(Checkpoint, AJournalIsNeverALinkOrAFifo) {
+  TempDir d;
+  parx::ThreadPool pool(1);
+  auto f = [](long i) { return i; };
+  const fs::path victim = d.path / "victim";
+  { std::ofstream(victim) << "precious"; }
+  const fs::path link = d.path / "link.ckpt";
+  fs::create_symlink(victim, link);
+  std::string why = checkpoint_refusal(
+      [&] { (void)pool.map(f, inputs(10), {.checkpoint = link.string()}); });
+  EXPECT_NE(why.find("symbolic link"), std::string::npos) << why;
+  EXPECT_NE(why.find(link.string()), std::string::npos) << why;
+  std::ifstream in(victim);
+  EXPECT_EQ(std::string(std::istreambuf_iterator<char>(in), {}), "precious");
+  const fs::path fifo = d.path / "fifo.ckpt";
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
+  why = checkpoint_refusal([&] { (void)pool.map(f, inputs(10), {.checkpoint = fifo.string()}); });
+  EXPECT_NE(why.find("not a regular file"), std::string::npos) << why;
+}
+
+// Two maps writing one journal at once would interleave their records: the second is refused,
+// with the path, while the first runs on; once the first is done the journal is free again.
+TEST(Checkpoint, ASecondWriterOfOneJournalIsRefused) {
+  TempDir d;
+  const std::string ckpt = (d.path / "one.ckpt").string();
+  parx::ThreadPool pool(2);
+  auto f = [](long i) { return i * 2; };
+  {
+    auto first = pool.imap(f, inputs(100), {.checkpoint = ckpt});
+    ASSERT_TRUE(first.next().has_value());
+    const std::string why =
+        checkpoint_refusal([&] { (void)pool.map(f, inputs(100), {.checkpoint = ckpt}); });
+    EXPECT_NE(why.find("another map is writing this checkpoint journal"), std::string::npos)
+        << why;
+    EXPECT_NE(why.find(ckpt), std::string::npos) << why;
+    long n = 1;
+    while (first.next())
+      ++n;
+    EXPECT_EQ(n, 100);
+  }
+  parx::MapStats st;
+  const auto again = pool.map(f, inputs(100), {.stats = &st, .checkpoint = ckpt});
+  EXPECT_EQ(st.resumed, 100u) << "the first map's journal is whole";
+  EXPECT_EQ(again[99], 198);
+}
+
 // A journal that cannot be written (here: the file size limit, as a full disk would) stops
 // recording and says so at once; the map still returns every result, reports why in MapStats,
 // and a re-run resumes what was recorded before the failure.

@@ -11,6 +11,7 @@
 #include <mutex>
 
 #include "core/console.hpp"
+#include "core/env.hpp"
 #include "core/output_relay.hpp"
 #include "parx/errors.hpp"
 
@@ -64,30 +65,9 @@ namespace detail {
 std::atomic<int> g_level{-1};
 
 int init_level() noexcept {
-  const char* s = std::getenv("PARX_LOG_LEVEL");  // NOLINT(concurrency-mt-unsafe)
-  int v = static_cast<int>(Level::info);
-  if (s && *s) {
-    const std::string_view e(s);
-    if (e == "debug")
-      v = static_cast<int>(Level::debug);
-    else if (e == "info")
-      v = static_cast<int>(Level::info);
-    else if (e == "warn" || e == "warning")
-      v = static_cast<int>(Level::warn);
-    else if (e == "error")
-      v = static_cast<int>(Level::error);
-    else if (e == "off" || e == "none")
-      v = static_cast<int>(Level::off);
-    else {
-      int expected = -1;
-      if (g_level.compare_exchange_strong(expected, v)) {
-        parx::detail::console_write(
-            STDERR_FILENO, "parx: PARX_LOG_LEVEL=" + std::string(e) +
-                               " is not a level (debug, info, warn, error, off); using info\n");
-      }
-      return g_level.load(std::memory_order_relaxed);
-    }
-  }
+  static constexpr Level kLevels[] = {Level::debug, Level::info, Level::warn, Level::error,
+                                      Level::off};
+  const int v = static_cast<int>(kLevels[parx::detail::env_log_level()]);
   int expected = -1;
   g_level.compare_exchange_strong(expected, v);  // set_level may have won: it stays
   return g_level.load(std::memory_order_relaxed);
@@ -153,14 +133,8 @@ Output resolve_output(Output o) {
     default:
       throw InvalidArgument("parx: Output option has an unknown value");
   }
-  const char* s = std::getenv("PARX_OUTPUT");  // NOLINT(concurrency-mt-unsafe)
-  if (!s || !*s) return Output::lines;
-  const std::string_view e(s);
-  if (e == "lines") return Output::lines;
-  if (e == "prefixed" || e == "prefix") return Output::prefixed;
-  if (e == "inherit") return Output::inherit;
-  throw InvalidArgument("parx: PARX_OUTPUT=" + std::string(e) +
-                        " is not an output mode (lines, prefixed or inherit)");
+  static constexpr Output kModes[] = {Output::lines, Output::prefixed, Output::inherit};
+  return kModes[env_output()];
 }
 
 void set_origin_worker(int worker) noexcept {

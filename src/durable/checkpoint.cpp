@@ -1,5 +1,6 @@
 // The checkpoint journal of a map (see parx/detail/journal.hpp for the file layout).
 #include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -73,10 +74,22 @@ Journal::Journal(std::string path, std::string fingerprint, std::chrono::millise
     : path_(std::move(path)), fingerprint_(std::move(fingerprint)), sync_(sync) {
   if (path_.empty()) throw InvalidArgument("checkpoint: the journal path is empty");
   if (sync_.count() < 0) throw InvalidArgument("checkpoint_sync must be >= 0");
-  fd_ = ::open(path_.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  // Never through a symlink, never blocking on a FIFO; load() refuses what is not a regular file.
+  fd_ = ::open(path_.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK, 0600);
+  if (fd_ < 0 && errno == ELOOP)
+    throw CheckpointError(path_ + ": the checkpoint journal is a symbolic link; parx opens only " +
+                          "a regular file there (give the link's target instead)");
   if (fd_ < 0)
     throw CheckpointError(path_ + ": cannot open the checkpoint journal: " + errno_text());
   try {
+    // One writer at a time: a second program (or a second map in this one) appending to the same
+    // journal would interleave records, and the next run would find it corrupt.
+    if (::flock(fd_, LOCK_EX | LOCK_NB) != 0)
+      throw CheckpointError(
+          path_ + (errno == EWOULDBLOCK
+                       ? ": another map is writing this checkpoint journal now (in this program "
+                         "or another); give each running map its own journal"
+                       : ": cannot lock the checkpoint journal: " + errno_text()));
     load();
   } catch (...) {
     ::close(fd_);

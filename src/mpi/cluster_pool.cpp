@@ -2,6 +2,7 @@
 // the public class. The rest of the implementation: mpi/cluster_impl.hpp.
 #include "parx/cluster_pool.hpp"
 
+#include "core/env.hpp"
 #include "mpi/cluster_impl.hpp"
 
 namespace parx {
@@ -61,12 +62,7 @@ void on_terminate(int sig) {
 
 std::int64_t spin_from_env(std::chrono::microseconds opt, std::int64_t dflt_ns) {
   if (opt.count() >= 0) return opt.count() * 1000;
-  if (const char* s = std::getenv("PARX_SPIN_US")) {
-    char* end = nullptr;
-    const long v = std::strtol(s, &end, 10);
-    if (end != s && *end == '\0' && v >= 0) return static_cast<std::int64_t>(v) * 1000;
-  }
-  return dflt_ns;
+  return parx::detail::env_spin_us(dflt_ns / 1000) * 1000;
 }
 
 }  // namespace

@@ -14,6 +14,7 @@
 #include <exception>
 #include <thread>
 
+#include "core/env.hpp"
 #include "mpi/mpi_join.hpp"
 
 namespace parx::mpi {
@@ -101,10 +102,7 @@ void finalize_at_exit() {
 namespace detail {
 
 bool launcher_detected() {
-  if (const char* force = std::getenv("PARX_MPI")) {
-    if (std::string(force) == "1") return true;
-    if (std::string(force) == "0") return false;
-  }
+  if (const int force = parx::detail::env_mpi(); force >= 0) return force == 1;
   for (const char* v : {"OMPI_COMM_WORLD_SIZE", "PMIX_RANK", "PMI_RANK", "PMI_SIZE"})
     if (std::getenv(v)) return true;
   return false;

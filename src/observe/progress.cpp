@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "core/console.hpp"
+#include "core/env.hpp"
 #include "parx/detail/progress.hpp"
 #include "parx/detail/sync.hpp"
 
@@ -176,9 +177,7 @@ class ProgressThread {
 
   static std::int64_t plain_every_ns() {
     static const std::int64_t ns = [] {
-      const char* s = std::getenv("PARX_PROGRESS_INTERVAL");  // NOLINT(concurrency-mt-unsafe)
-      const double v = s ? std::atof(s) : 0;
-      return static_cast<std::int64_t>((v > 0 ? v : 5.0) * 1e9);
+      return static_cast<std::int64_t>(env_progress_interval() * 1e9);
     }();
     return ns;
   }
@@ -194,11 +193,7 @@ class ProgressThread {
 
 int progress_env() noexcept {
   static const int v = [] {
-    const char* s = std::getenv("PARX_PROGRESS");  // NOLINT(concurrency-mt-unsafe)
-    if (!s || !*s) return -1;
-    return (std::strcmp(s, "0") == 0 || std::strcmp(s, "false") == 0 || std::strcmp(s, "off") == 0)
-               ? 0
-               : 1;
+    return env_progress();
   }();
   return v;
 }

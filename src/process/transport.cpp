@@ -12,6 +12,7 @@
 #include <cstring>
 #include <functional>
 
+#include "core/env.hpp"
 #include "process/worker.hpp"
 
 namespace parx::detail {
@@ -32,8 +33,7 @@ constexpr std::int64_t kLongJobNs = 1'000'000;
 
 std::int64_t spin_ns_from(std::chrono::microseconds spin) {
   if (spin.count() >= 0) return spin.count() * 1000;
-  if (const char* e = std::getenv("PARX_SPIN_US")) return std::atoll(e) * 1000;
-  return 50'000;
+  return parx::detail::env_spin_us(50) * 1000;
 }
 
 }  // namespace

@@ -3,6 +3,7 @@
 // lost wake-ups.
 #include "parx/thread_pool.hpp"
 
+#include "core/env.hpp"
 #include "parx/observe/trace.hpp"
 
 #include <pthread.h>
@@ -61,13 +62,7 @@ class EventCount {
 };
 
 std::int64_t spin_from_env() {
-  // Read once per pool construction; nothing in parx calls setenv.
-  if (const char* s = std::getenv("PARX_SPIN_US")) {  // NOLINT(concurrency-mt-unsafe)
-    char* end = nullptr;
-    const long v = std::strtol(s, &end, 10);
-    if (end != s && v >= 0) return static_cast<std::int64_t>(v) * 1000;
-  }
-  return 50'000;
+  return parx::detail::env_spin_us(50) * 1000;  // read per pool
 }
 
 }  // namespace

@@ -117,11 +117,13 @@ class LoopCtl final : public Waitable {
       }
       finished += e - b;
     }
-    if (chunks) chunks_.fetch_add(chunks, std::memory_order_relaxed);
-    if (finished) finish(finished);  // first: the waiting caller need not wait for the counts
-    if (chunks && obs)
-      obs->count_loop(static_cast<std::uint64_t>(chunks), each ? 0 : ok, each ? 0 : bad,
-                      each ? 0 : never);
+    if (chunks) {
+      chunks_.fetch_add(chunks, std::memory_order_relaxed);
+      if (obs)
+        obs->count_loop(static_cast<std::uint64_t>(chunks), each ? 0 : ok, each ? 0 : bad,
+                        each ? 0 : never);
+    }
+    if (finished) finish(finished);
   }
   // The counted items of the whole loop.
   std::int64_t items() const noexcept { return items_; }
