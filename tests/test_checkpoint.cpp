@@ -354,8 +354,8 @@ TEST(Checkpoint, AJournalIsNeverALinkOrAFifo) {
   { std::ofstream(victim) << "precious"; }
   const fs::path link = d.path / "link.ckpt";
   fs::create_symlink(victim, link);
-  std::string why = checkpoint_refusal(
-      [&] { (void)pool.map(f, inputs(10), {.checkpoint = link.string()}); });
+  std::string why =
+      checkpoint_refusal([&] { (void)pool.map(f, inputs(10), {.checkpoint = link.string()}); });
   EXPECT_NE(why.find("symbolic link"), std::string::npos) << why;
   EXPECT_NE(why.find(link.string()), std::string::npos) << why;
   std::ifstream in(victim);
@@ -364,6 +364,49 @@ TEST(Checkpoint, AJournalIsNeverALinkOrAFifo) {
   ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
   why = checkpoint_refusal([&] { (void)pool.map(f, inputs(10), {.checkpoint = fifo.string()}); });
   EXPECT_NE(why.find("not a regular file"), std::string::npos) << why;
+}
+
+long peak_rss_kb() {
+  rusage u{};
+  getrusage(RUSAGE_SELF, &u);
+  return u.ru_maxrss;
+}
+
+// A journal that claims a huge size (a sparse file) is refused with CheckpointError and the
+// path, in memory proportional to a read window, not to the size it claims.
+TEST(Checkpoint, AHugeSparseJournalIsRefusedInBoundedMemory) {
+  TempDir d;
+  parx::ThreadPool pool(1);
+  auto f = [](long i) { return i + 1; };
+  constexpr off_t kHuge = off_t{100} << 30;  // 100 GB
+  // Garbage from the first byte.
+  const fs::path junk = d.path / "junk.ckpt";
+  {
+    const int fd = ::open(junk.c_str(), O_RDWR | O_CREAT, 0600);
+    ASSERT_GE(fd, 0);
+    if (::ftruncate(fd, kHuge) != 0) {
+      ::close(fd);
+      GTEST_SKIP() << "this filesystem has no 100 GB sparse files";
+    }
+    ::close(fd);
+  }
+  const long before = peak_rss_kb();
+  std::string why =
+      checkpoint_refusal([&] { (void)pool.map(f, inputs(10), {.checkpoint = junk.string()}); });
+  EXPECT_NE(why.find("not a parx checkpoint journal"), std::string::npos) << why;
+  // A real journal, then extended by 100 GB of zeros.
+  const fs::path grown = d.path / "grown.ckpt";
+  (void)pool.map(f, inputs(10), {.checkpoint = grown.string()});
+  {
+    const int fd = ::open(grown.c_str(), O_RDWR);
+    ASSERT_GE(fd, 0);
+    ASSERT_EQ(::ftruncate(fd, kHuge), 0);
+    ::close(fd);
+  }
+  why = checkpoint_refusal([&] { (void)pool.map(f, inputs(10), {.checkpoint = grown.string()}); });
+  EXPECT_NE(why.find("is corrupt"), std::string::npos) << why;
+  EXPECT_NE(why.find(grown.string()), std::string::npos) << why;
+  EXPECT_LT(peak_rss_kb() - before, 64 * 1024) << "KiB of peak memory to refuse the journals";
 }
 
 // Two maps writing one journal at once would interleave their records: the second is refused,
@@ -378,8 +421,7 @@ TEST(Checkpoint, ASecondWriterOfOneJournalIsRefused) {
     ASSERT_TRUE(first.next().has_value());
     const std::string why =
         checkpoint_refusal([&] { (void)pool.map(f, inputs(100), {.checkpoint = ckpt}); });
-    EXPECT_NE(why.find("another map is writing this checkpoint journal"), std::string::npos)
-        << why;
+    EXPECT_NE(why.find("another map is writing this checkpoint journal"), std::string::npos) << why;
     EXPECT_NE(why.find(ckpt), std::string::npos) << why;
     long n = 1;
     while (first.next())

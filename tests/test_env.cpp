@@ -82,11 +82,11 @@ std::size_t count(const std::string& hay, const std::string& needle) {
 
 TEST(Env, GoodValuesAreSilent) {
   const ChildRun r = run_child({{"PARX_SPIN_US", "20"},
-                           {"PARX_LOG_LEVEL", "warn"},
-                           {"PARX_OUTPUT", "prefixed"},
-                           {"PARX_PROGRESS", "off"},
-                           {"PARX_PROGRESS_INTERVAL", "2.5"},
-                           {"PARX_MPI", "0"}});
+                                {"PARX_LOG_LEVEL", "warn"},
+                                {"PARX_OUTPUT", "prefixed"},
+                                {"PARX_PROGRESS", "off"},
+                                {"PARX_PROGRESS_INTERVAL", "2.5"},
+                                {"PARX_MPI", "0"}});
   EXPECT_EQ(r.status, 0) << r.err;
   EXPECT_NE(r.out.find("sum=225"), std::string::npos) << r.out;
   EXPECT_EQ(r.err.find("PARX_"), std::string::npos) << r.err;
@@ -94,9 +94,8 @@ TEST(Env, GoodValuesAreSilent) {
 
 TEST(Env, EachBadValueIsOneWarningAndTheProgramRunsOn) {
   const std::vector<std::pair<std::string, std::string>> bad = {
-      {"PARX_SPIN_US", "abc"},          {"PARX_LOG_LEVEL", "99"},
-      {"PARX_OUTPUT", "bogus"},         {"PARX_PROGRESS", "maybe"},
-      {"PARX_PROGRESS_INTERVAL", "-1"}, {"PARX_MPI", "2"}};
+      {"PARX_SPIN_US", "abc"},    {"PARX_LOG_LEVEL", "99"},         {"PARX_OUTPUT", "bogus"},
+      {"PARX_PROGRESS", "maybe"}, {"PARX_PROGRESS_INTERVAL", "-1"}, {"PARX_MPI", "2"}};
   const ChildRun r = run_child(bad);
   EXPECT_EQ(r.status, 0) << "a bad value must not abort the program:\n" << r.err;
   EXPECT_NE(r.out.find("sum=225"), std::string::npos) << r.out << r.err;
@@ -118,7 +117,8 @@ TEST(Env, NumbersOutOfRangeOrOverflowingAreRefused) {
     const ChildRun r = run_child({{"PARX_SPIN_US", v}});
     EXPECT_EQ(r.status, 0) << v << "\n" << r.err;
     EXPECT_EQ(count(r.err, std::string("parx: PARX_SPIN_US=") + v + " is not a whole number"), 1u)
-        << v << "\n" << r.err;
+        << v << "\n"
+        << r.err;
   }
 }
 

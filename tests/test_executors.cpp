@@ -299,10 +299,10 @@ parx::observe::Counters settled_counters(Pool& pool) {
   // A ThreadPool's worker counts a task's end just after its future is ready.
   EXPECT_TRUE(parx_test::eventually([&] {
     c = pool.counters();
-    return c.running == 0 && c.queue_depth == 0 &&
-           c.submitted == c.done + c.failed + c.cancelled;
-  })) << "submitted " << c.submitted << " done " << c.done << " failed " << c.failed
-      << " cancelled " << c.cancelled << " running " << c.running << " queued " << c.queue_depth;
+    return c.running == 0 && c.queue_depth == 0 && c.submitted == c.done + c.failed + c.cancelled;
+  })) << "submitted "
+      << c.submitted << " done " << c.done << " failed " << c.failed << " cancelled " << c.cancelled
+      << " running " << c.running << " queued " << c.queue_depth;
   return c;
 }
 

@@ -450,7 +450,8 @@ TEST(IpcHandles, AQueueWithADamagedCapacityIsRefused) {
   const std::size_t at = (parx::Lock::footprint() + 63) / 64 * 64 + sizeof(std::uint64_t);
   auto* capacity = reinterpret_cast<std::uint64_t*>(q.segment()->data() + at);
   const std::uint64_t good = *capacity;
-  for (const std::uint64_t bad : {std::uint64_t{0}, std::uint64_t{3}, good + 4096, ~std::uint64_t{0}}) {
+  for (const std::uint64_t bad :
+       {std::uint64_t{0}, std::uint64_t{3}, good + 4096, ~std::uint64_t{0}}) {
     *capacity = bad;
     expect_refuses<parx::Queue<int>>(parx::encode(q), "Queue", "damaged queue header");
   }

@@ -292,10 +292,10 @@ parx::observe::Counters settled(const parx::ThreadPool& pool) {
   parx::observe::Counters c;
   EXPECT_TRUE(parx_test::eventually([&] {
     c = pool.counters();
-    return c.running == 0 && c.queue_depth == 0 &&
-           c.submitted == c.done + c.failed + c.cancelled;
-  })) << "submitted " << c.submitted << " done " << c.done << " failed " << c.failed
-      << " cancelled " << c.cancelled << " running " << c.running << " queued " << c.queue_depth;
+    return c.running == 0 && c.queue_depth == 0 && c.submitted == c.done + c.failed + c.cancelled;
+  })) << "submitted "
+      << c.submitted << " done " << c.done << " failed " << c.failed << " cancelled " << c.cancelled
+      << " running " << c.running << " queued " << c.queue_depth;
   return c;
 }
 
@@ -306,7 +306,8 @@ TEST_P(Workers, LoopsCountTheirIndices) {
   auto c = settled(pool);
   EXPECT_EQ(c.submitted, 1000u);
   EXPECT_EQ(c.done, 1000u);
-  EXPECT_EQ(pool.parallel_reduce(0L, 10'007L, 0L, [](long i) { return i; }, std::plus<>{}, 100),
+  EXPECT_EQ(pool.parallel_reduce(
+                0L, 10'007L, 0L, [](long i) { return i; }, std::plus<>{}, 100),
             10'006L * 10'007L / 2);
   c = settled(pool);
   EXPECT_EQ(c.done, 11'007u) << "parallel_reduce counts indices, not blocks";

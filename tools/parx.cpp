@@ -253,10 +253,12 @@ int do_info() {
   return 0;
 }
 
-int do_trace_summary(const std::string& file, bool as_json) {
+int do_trace_summary(const std::string& file, bool as_json, std::uint64_t max_mb) {
   parx::observe::TraceSummary s;
   try {
-    s = parx::observe::summarize_trace_file(file);
+    parx::observe::TraceSummaryOptions o;
+    o.max_file_bytes = max_mb << 20;
+    s = parx::observe::summarize_trace_file(file, o);
   } catch (const parx::InvalidArgument& e) {
     std::string what = e.what();
     const std::string prefix = "parx::InvalidArgument: ";
@@ -299,6 +301,11 @@ int main(int argc, char** argv) {
       "summary", "where the time went: functions, workers, pools, critical path");
   summary_cmd->add_option("file", trace_file, "the trace (Chrome-trace JSON)")->required();
   summary_cmd->add_flag("--json", trace_json, "print the summary as JSON, for scripts");
+  std::uint64_t trace_max_mb = 1024;
+  summary_cmd
+      ->add_option("--max-size-mb", trace_max_mb,
+                   "refuse a trace file larger than this many MiB (default 1024)")
+      ->check(CLI::Range(std::uint64_t{1}, std::uint64_t{1} << 24));
 
   // `parx run [options] -- program args...`: what follows `--` is the program's, untouched.
   std::vector<std::string> after_dashes;
@@ -329,7 +336,7 @@ int main(int argc, char** argv) {
       parx::init(argc, argv);
       return do_info();
     }
-    if (*summary_cmd) return do_trace_summary(trace_file, trace_json);
+    if (*summary_cmd) return do_trace_summary(trace_file, trace_json, trace_max_mb);
   } catch (const Fail& f) {
     std::cerr << f.what << '\n';
     return f.code;

@@ -40,8 +40,8 @@ void env_warn(const char* name, const std::string& value, const std::string& why
     std::lock_guard lk(mu);
     if (!warned.insert(name).second) return;
   }
-  console_write(STDERR_FILENO, std::string("parx: ") + name + "=" + value + " " + why +
-                                   "; using " + using_what + "\n");
+  console_write(STDERR_FILENO, std::string("parx: ") + name + "=" + value + " " + why + "; using " +
+                                   using_what + "\n");
 }
 
 std::int64_t env_int(const char* name, std::int64_t dflt, std::int64_t lo, std::int64_t hi) {
@@ -66,7 +66,8 @@ double env_seconds(const char* name, double dflt, double hi) {
   char* end = nullptr;
   errno = 0;
   const double v = std::strtod(s, &end);
-  if (!((*s >= '0' && *s <= '9') || *s == '.' || *s == '+') || end == s || *end != '\0' || errno == ERANGE || !std::isfinite(v) || v <= 0 || v > hi) {
+  if (!((*s >= '0' && *s <= '9') || *s == '.' || *s == '+') || end == s || *end != '\0' ||
+      errno == ERANGE || !std::isfinite(v) || v <= 0 || v > hi) {
     env_warn(name, s, "is not a number of seconds above 0 and at most " + number_text(hi),
              number_text(dflt) + " (the default)");
     return dflt;

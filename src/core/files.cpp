@@ -42,7 +42,8 @@ std::string write_file_replacing(const std::string& path, std::string_view bytes
   if (path.empty()) return "no file name";
   if (std::string why = not_replaceable(path); !why.empty()) return why;
   const auto slash = path.rfind('/');
-  const std::string dir = slash == std::string::npos ? "." : (slash == 0 ? "/" : path.substr(0, slash));
+  const std::string dir =
+      slash == std::string::npos ? "." : (slash == 0 ? "/" : path.substr(0, slash));
   const std::string base = slash == std::string::npos ? path : path.substr(slash + 1);
   std::string tmpl = dir + "/." + base + ".parx-XXXXXX";
   std::vector<char> name(tmpl.begin(), tmpl.end());

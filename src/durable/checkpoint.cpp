@@ -105,19 +105,49 @@ Journal::~Journal() {
   ::close(fd_);
 }
 
+namespace {
+
+// Reads a journal a window at a time: memory stays proportional to the largest record, whatever
+// size the file claims (a sparse 100 GB file costs one window to refuse).
+class FileWindow {
+ public:
+  static constexpr std::size_t kWindow = std::size_t{1} << 20;
+  FileWindow(int fd, std::size_t size, const std::string& path)
+      : fd_(fd), size_(size), path_(path) {}
+  // Bytes [pos, pos + n) of the file (pos + n <= size).
+  const std::byte* get(std::size_t pos, std::size_t n) {
+    if (pos >= base_ && pos + n <= base_ + buf_.size()) return buf_.data() + (pos - base_);
+    const std::size_t want = std::min(size_ - pos, std::max(n, kWindow));
+    buf_.resize(want);
+    base_ = pos;
+    for (std::size_t got = 0; got < want;) {
+      const ssize_t r = ::pread(fd_, buf_.data() + got, want - got, static_cast<off_t>(pos + got));
+      if (r < 0 && errno == EINTR) continue;
+      if (r <= 0)
+        throw CheckpointError(path_ + ": cannot read: " +
+                              (r == 0 ? std::string("the file shrank while being read")
+                                      : std::string(std::strerror(errno))));
+      got += static_cast<std::size_t>(r);
+    }
+    return buf_.data();
+  }
+
+ private:
+  int fd_;
+  std::size_t size_;
+  const std::string& path_;
+  std::size_t base_ = 0;
+  std::vector<std::byte> buf_;
+};
+
+}  // namespace
+
 void Journal::load() {
   struct stat st {};
   if (fstat(fd_, &st) != 0) throw CheckpointError(path_ + ": cannot stat: " + errno_text());
   if (!S_ISREG(st.st_mode)) throw CheckpointError(path_ + ": not a regular file");
   const auto size = static_cast<std::size_t>(st.st_size);
-  std::vector<std::byte> data(size);
-  std::size_t got = 0;
-  while (got < size) {
-    const ssize_t r = ::pread(fd_, data.data() + got, size - got, static_cast<off_t>(got));
-    if (r < 0 && errno == EINTR) continue;
-    if (r <= 0) throw CheckpointError(path_ + ": cannot read: " + errno_text());
-    got += static_cast<std::size_t>(r);
-  }
+  FileWindow file(fd_, size, path_);
   std::vector<std::byte> h;
   h.insert(h.end(), reinterpret_cast<const std::byte*>(kMagic),
            reinterpret_cast<const std::byte*>(kMagic) + 8);
@@ -126,7 +156,7 @@ void Journal::load() {
   const auto* fp = reinterpret_cast<const std::byte*>(fingerprint_.data());
   h.insert(h.end(), fp, fp + fingerprint_.size());
   store<std::uint64_t>(h, XXH3_64bits(fingerprint_.data(), fingerprint_.size()));
-  if (size < h.size() && (size == 0 || std::memcmp(data.data(), h.data(), size) == 0)) {
+  if (size < h.size() && (size == 0 || std::memcmp(file.get(0, size), h.data(), size) == 0)) {
     // New, or its header was cut short while first written: (re)start the file.
     std::string why;
     if (ftruncate(fd_, 0) != 0 || lseek(fd_, 0, SEEK_SET) != 0 ||
@@ -135,19 +165,21 @@ void Journal::load() {
           path_ + ": cannot write the journal header: " + (why.empty() ? errno_text() : why));
     return;
   }
-  if (size < 16 || std::memcmp(data.data(), kMagic, 8) != 0)
+  const std::byte* head = size < 16 ? nullptr : file.get(0, 16);
+  if (!head || std::memcmp(head, kMagic, 8) != 0)
     throw CheckpointError(path_ +
                           ": not a parx checkpoint journal (bad magic). Delete it or choose "
                           "another path");
-  if (read_le<std::uint32_t>(data.data() + 8) != kFormat)
+  if (read_le<std::uint32_t>(head + 8) != kFormat)
     throw CheckpointError(path_ + ": journal format " +
-                          std::to_string(read_le<std::uint32_t>(data.data() + 8)) +
+                          std::to_string(read_le<std::uint32_t>(head + 8)) +
                           " is not supported by this parx");
-  const std::uint32_t fp_len = read_le<std::uint32_t>(data.data() + 12);
+  const std::uint32_t fp_len = read_le<std::uint32_t>(head + 12);
   if (fp_len > kMaxFingerprint || size < 16 + std::size_t{fp_len} + 8)
     throw CheckpointError(path_ + ": the journal header is damaged");
-  const std::string_view recorded(reinterpret_cast<const char*>(data.data() + 16), fp_len);
-  if (read_le<std::uint64_t>(data.data() + 16 + fp_len) != XXH3_64bits(recorded.data(), fp_len))
+  const std::byte* fp_at = file.get(16, std::size_t{fp_len} + 8);
+  const std::string recorded(reinterpret_cast<const char*>(fp_at), fp_len);
+  if (read_le<std::uint64_t>(fp_at + fp_len) != XXH3_64bits(recorded.data(), fp_len))
     throw CheckpointError(path_ + ": the journal header is damaged (checksum mismatch)");
   if (recorded != fingerprint_)
     throw CheckpointError(path_ +
@@ -160,12 +192,13 @@ void Journal::load() {
   while (at < size) {
     const std::size_t left = size - at;
     if (left < kRecordHead + 8) break;  // torn tail
-    const std::byte* r = data.data() + at;
+    const std::byte* r = file.get(at, kRecordHead + 8);
     const std::uint32_t magic = read_le<std::uint32_t>(r);
     const std::uint32_t len = read_le<std::uint32_t>(r + 4);
     const bool sane = magic == kRecordMagic && len <= kMaxRecord;
     const std::size_t total = kRecordHead + std::size_t{len} + 8;
     if (sane && left < total) break;  // torn tail: the last record was cut short
+    if (sane) r = file.get(at, total);
     bool ok = sane;
     if (ok) {
       const std::span<const std::byte> result(r + kRecordHead, len);
@@ -176,7 +209,7 @@ void Journal::load() {
       // mid-write; anywhere else it is damage.
       if (sane && at + total == size) break;
       if (!sane && left < 4096 &&
-          std::all_of(r, static_cast<const std::byte*>(data.data() + size),
+          std::all_of(file.get(at, left), file.get(at, left) + left,
                       [](std::byte b) { return b == std::byte{0}; }))
         break;  // zero-filled tail from a crash after the size was extended
       throw CheckpointError(path_ + ": record " + std::to_string(n) + " at byte " +

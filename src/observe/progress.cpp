@@ -192,9 +192,7 @@ class ProgressThread {
 }  // namespace
 
 int progress_env() noexcept {
-  static const int v = [] {
-    return env_progress();
-  }();
+  static const int v = [] { return env_progress(); }();
   return v;
 }
 

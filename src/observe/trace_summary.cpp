@@ -4,6 +4,8 @@
 // nlohmann's assertions or type errors; the only exceptions that leave are InvalidArgument.
 #include "parx/observe/trace_summary.hpp"
 
+#include <sys/stat.h>
+
 #include <algorithm>
 #include <cerrno>
 #include <cmath>
@@ -565,14 +567,32 @@ TraceSummary summarize_trace_file(const std::filesystem::path& path,
   std::error_code ec;
   if (std::filesystem::is_directory(path, ec))
     fail("cannot read " + shown + ": it is a directory, not a trace file");
+  // Only a regular file of a bounded size: a FIFO or a device (/dev/zero) would be read without
+  // end. The size is checked on the open file, and reading stops at the bound in any case.
   std::FILE* f = std::fopen(path.c_str(), "rb");
   // generic_category().message is strerror without its shared buffer (thread-safe).
   if (!f) fail("cannot read " + shown + ": " + std::generic_category().message(errno));
+  struct stat st {};
+  if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode)) {
+    std::fclose(f);
+    fail("cannot read " + shown + ": not a regular file (a trace is a file parx wrote)");
+  }
+  const std::uint64_t limit = options.max_file_bytes;
+  auto too_big = [&] {
+    std::fclose(f);
+    fail("cannot read " + shown + ": larger than " + std::to_string(limit >> 20) +
+         " MiB (parsing it would take about 15 times that in memory; raise the limit with "
+         "--max-size-mb)");
+  };
+  if (static_cast<std::uint64_t>(st.st_size) > limit) too_big();
   std::string text;
+  text.reserve(static_cast<std::size_t>(st.st_size));
   char buf[1 << 16];
   std::size_t got = 0;
-  while ((got = std::fread(buf, 1, sizeof buf, f)) > 0)
+  while ((got = std::fread(buf, 1, sizeof buf, f)) > 0) {
     text.append(buf, got);
+    if (text.size() > limit) too_big();  // it grew while being read
+  }
   const bool bad = std::ferror(f) != 0;
   const int err = errno;
   std::fclose(f);

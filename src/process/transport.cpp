@@ -256,8 +256,7 @@ observe::PoolSnapshot ProcessTransport::snapshot() const {
                         : sl.state == Slot::Stopping ? "stopped"
                         : sl.assigned.empty()        ? "idle"
                                                      : "busy";
-    snap.workers.push_back(
-        {static_cast<int>(sl.index), sl.pid, -1, host_, state, sl.tasks_ended});
+    snap.workers.push_back({static_cast<int>(sl.index), sl.pid, -1, host_, state, sl.tasks_ended});
   }
   return snap;
 }

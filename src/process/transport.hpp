@@ -273,7 +273,7 @@ class ProcessTransport final : public observe::detail::PoolSource {
   std::int64_t job_ns_ = -1;
   const std::uint64_t exec_id_ = observe::next_executor_id();
   const std::string host_ = channel::host_name();
-  observe::Counters counters_;  // items: everything but the levels (under mu_)
+  observe::Counters counters_;                      // items: everything but the levels (under mu_)
   observe::detail::PoolRegistration registration_;  // last: unregistered first
 };
 

@@ -53,6 +53,9 @@ struct TraceSummaryOptions {
   // A pause on a worker track between two of its tasks longer than this is an idle gap.
   // Default 1 ms: shorter pauses are ordinary scheduling and wake-up costs.
   double idle_gap_threshold_us = 1000.0;
+  // summarize_trace_file refuses a file larger than this (parsing takes about 15 times the
+  // file's size in memory). Default 1 GiB; `parx trace summary --max-size-mb` raises it.
+  std::uint64_t max_file_bytes = std::uint64_t{1} << 30;
 };
 
 // The task slices of one function name.
