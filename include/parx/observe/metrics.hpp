@@ -11,7 +11,8 @@
 //     (parallel_for, parallel_reduce, and a map nobody observes) an item is one index; a chunk
 //     that throws counts all its indices failed, and the indices nobody had claimed when the loop
 //     stopped count cancelled. `chunks` counts the units the pool scheduled (a submit, a map
-//     chunk, a batch sent to a rank).
+//     chunk, a batch sent to a rank, a loop's chunk that a worker ran; the chunks a thread outside
+//     a ThreadPool runs itself count as items only).
 //   * submitted = done + failed + cancelled + running + queue_depth. Every counter only grows,
 //     except `running` and `queue_depth`, which are levels. A snapshot is not atomic across
 //     fields: read while tasks run, the sum may be off by the tasks that moved in between. A retry
