@@ -155,13 +155,15 @@ struct Worker final : Helper, TaskObserver {
   void claimed(std::uint64_t n) noexcept override {
     counters.add(counters.submitted, n);
     counters.add(counters.started, n);
-    counters.add(counters.chunks, 1);
   }
   void skipped(std::uint64_t n) noexcept override {
     counters.add(counters.submitted, n);
     counters.add(counters.cancelled, n);
   }
-  void count_loop(std::uint64_t, std::uint64_t, std::uint64_t, std::uint64_t) noexcept override {}
+  void count_loop(std::uint64_t chunks, std::uint64_t, std::uint64_t,
+                  std::uint64_t) noexcept override {
+    counters.add(counters.chunks, chunks);
+  }
   std::uint64_t next_random() noexcept {  // xorshift64
     rng ^= rng << 13;
     rng ^= rng >> 7;

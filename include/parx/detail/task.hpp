@@ -33,10 +33,10 @@ class TaskObserver {
   virtual void count(observe::EventKind kind, std::uint64_t items = 1) noexcept = 0;
   // A parallel loop's indices count as submitted when a participant claims them (and as
   // cancelled, if a failure stops the loop before anyone does). A per-chunk observer (a worker:
-  // cheap stores to its own counters) is told each chunk as it is claimed (claimed: its items
-  // and one chunk) and as it ends (count(TaskFinished or TaskFailed)), and the indices nobody
-  // will claim (skipped); nothing after its last chunk, so the waiting caller is not delayed.
-  // Another observer (a thread outside the pool) is told once, at the end, with count_loop.
+  // cheap stores to its own counters) is told each chunk as it is claimed and as it ends
+  // (claimed, then count(TaskFinished or TaskFailed)), the indices nobody will claim (skipped),
+  // and its chunks when it runs out of work (count_loop with zero items). Another observer (a
+  // thread outside the pool: as few shared writes as possible) is told once, with count_loop.
   virtual bool per_chunk() const noexcept = 0;
   virtual void claimed(std::uint64_t items) noexcept = 0;
   virtual void skipped(std::uint64_t items) noexcept = 0;
@@ -119,9 +119,11 @@ class LoopCtl final : public Waitable {
     }
     if (chunks) {
       chunks_.fetch_add(chunks, std::memory_order_relaxed);
-      if (obs && !each) obs->count_loop(static_cast<std::uint64_t>(chunks), ok, bad, never);
+      if (obs)
+        obs->count_loop(static_cast<std::uint64_t>(chunks), each ? 0 : ok, each ? 0 : bad,
+                        each ? 0 : never);
     }
-    if (finished) finish(finished);
+    if (finished) finish(finished);  // after the counts: measured faster than before them
   }
   // The counted items of the whole loop.
   std::int64_t items() const noexcept { return items_; }
