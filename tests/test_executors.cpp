@@ -293,18 +293,7 @@ TEST_P(Executors, CheckpointResumesWithoutRunningAgain) {
 }
 
 // observe::Counters mean the same in every pool: a task is one item, however the pool chunks it.
-template <class Pool>
-parx::observe::Counters settled_counters(Pool& pool) {
-  parx::observe::Counters c;
-  // A ThreadPool's worker counts a task's end just after its future is ready.
-  EXPECT_TRUE(parx_test::eventually([&] {
-    c = pool.counters();
-    return c.running == 0 && c.queue_depth == 0 && c.submitted == c.done + c.failed + c.cancelled;
-  })) << "submitted "
-      << c.submitted << " done " << c.done << " failed " << c.failed << " cancelled " << c.cancelled
-      << " running " << c.running << " queued " << c.queue_depth;
-  return c;
-}
+using parx_test::settled_counters;
 
 TEST_P(Executors, CountersCountItemsAlike) {
   with_executor(GetParam(), [](auto& pool) {

@@ -288,28 +288,17 @@ TEST_P(Workers, SubmitFromManyOutsideThreads) {
 
 // The loops count indices as tasks (observe/metrics.hpp), whoever runs them: the workers, the
 // calling thread, a TaskGroup's owner.
-parx::observe::Counters settled(const parx::ThreadPool& pool) {
-  parx::observe::Counters c;
-  EXPECT_TRUE(parx_test::eventually([&] {
-    c = pool.counters();
-    return c.running == 0 && c.queue_depth == 0 && c.submitted == c.done + c.failed + c.cancelled;
-  })) << "submitted "
-      << c.submitted << " done " << c.done << " failed " << c.failed << " cancelled " << c.cancelled
-      << " running " << c.running << " queued " << c.queue_depth;
-  return c;
-}
-
 TEST_P(Workers, LoopsCountTheirIndices) {
   parx::ThreadPool pool(GetParam());
   std::atomic<long> sum{0};
   pool.parallel_for(0, 1000, [&](int i) { sum += i; });
-  auto c = settled(pool);
+  auto c = parx_test::settled_counters(pool);
   EXPECT_EQ(c.submitted, 1000u);
   EXPECT_EQ(c.done, 1000u);
   EXPECT_EQ(pool.parallel_reduce(
                 0L, 10'007L, 0L, [](long i) { return i; }, std::plus<>{}, 100),
             10'006L * 10'007L / 2);
-  c = settled(pool);
+  c = parx_test::settled_counters(pool);
   EXPECT_EQ(c.done, 11'007u) << "parallel_reduce counts indices, not blocks";
   // A loop that throws: its failed chunk and what nobody claimed still add up.
   EXPECT_THROW(pool.parallel_for(
@@ -319,7 +308,7 @@ TEST_P(Workers, LoopsCountTheirIndices) {
                    },
                    64),
                std::runtime_error);
-  c = settled(pool);
+  c = parx_test::settled_counters(pool);
   EXPECT_EQ(c.submitted, 111'007u);
   EXPECT_EQ(c.failed, 64u) << "the chunk that threw; the others ran or were never claimed";
   // A TaskGroup driven from this thread runs some of its tasks here.
@@ -327,7 +316,7 @@ TEST_P(Workers, LoopsCountTheirIndices) {
   for (int i = 0; i < 200; ++i)
     g.run([&] { sum += 1; });
   g.wait();
-  c = settled(pool);
+  c = parx_test::settled_counters(pool);
   EXPECT_EQ(c.submitted, 111'207u);
   EXPECT_EQ(c.done + c.failed + c.cancelled, 111'207u);
 }

@@ -46,6 +46,21 @@ bool eventually(P pred) {
   return pred();
 }
 
+// A pool's counters once its work has settled: nothing running or queued, and every submitted
+// item ended (a ThreadPool's worker counts a task's end just after its future is ready). A test
+// failure, with the counters, if they never settle.
+template <class Pool>
+auto settled_counters(const Pool& pool) {
+  auto c = pool.counters();
+  EXPECT_TRUE(eventually([&] {
+    c = pool.counters();
+    return c.running == 0 && c.queue_depth == 0 && c.submitted == c.done + c.failed + c.cancelled;
+  })) << "submitted "
+      << c.submitted << " done " << c.done << " failed " << c.failed << " cancelled " << c.cancelled
+      << " running " << c.running << " queued " << c.queue_depth;
+  return c;
+}
+
 // Runs f, which must throw E; returns the exception so the test can inspect it. Any other
 // outcome is a test failure.
 template <class E, class F>

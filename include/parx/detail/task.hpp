@@ -125,9 +125,6 @@ class LoopCtl final : public Waitable {
     }
     if (finished) finish(finished);  // after the counts: measured faster than before them
   }
-  // The counted items of the whole loop.
-  std::int64_t items() const noexcept { return items_; }
-
   bool is_done() const noexcept override { return flag_.load(std::memory_order_acquire) == 2; }
   bool arm(const std::atomic<std::uint32_t>*& word, std::uint32_t& value) noexcept override {
     std::uint32_t f = 0;
